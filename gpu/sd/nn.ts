@@ -6,7 +6,7 @@
 // The functions below are the seam where backend-specific fused kernels plug in (attention, GroupNorm+SiLU):
 // callers keep using these signatures whatever runs underneath.
 import * as tf from '@tensorflow/tfjs-core';
-import type { ComponentWeights } from '../weights/component-weights.ts';
+import type { WeightSource } from '../weights/component-weights.ts';
 
 export interface LinearParams {
   /** [in, out] */
@@ -26,7 +26,7 @@ export interface NormParams {
 }
 
 /** Reads `${prefix}.weight` ([out, in], PyTorch Linear) and optionally `${prefix}.bias`. */
-export function loadLinear(w: ComponentWeights, prefix: string, inDim: number, outDim: number, bias: boolean): LinearParams {
+export function loadLinear(w: WeightSource, prefix: string, inDim: number, outDim: number, bias: boolean): LinearParams {
   const raw = w.tensor(`${prefix}.weight`, [outDim, inDim]);
   const weight = tf.tidy(() => tf.transpose(raw) as tf.Tensor2D);
   raw.dispose();
@@ -34,7 +34,7 @@ export function loadLinear(w: ComponentWeights, prefix: string, inDim: number, o
 }
 
 /** Reads a conv `${prefix}.weight` ([out, in, kh, kw]) and `${prefix}.bias`. */
-export function loadConv(w: ComponentWeights, prefix: string, inC: number, outC: number, kernel: number, bias = true): Conv2dParams {
+export function loadConv(w: WeightSource, prefix: string, inC: number, outC: number, kernel: number, bias = true): Conv2dParams {
   const raw = w.tensor(`${prefix}.weight`, [outC, inC, kernel, kernel]);
   const filter = tf.tidy(() => tf.transpose(raw, [2, 3, 1, 0]) as tf.Tensor4D);
   raw.dispose();
@@ -42,7 +42,7 @@ export function loadConv(w: ComponentWeights, prefix: string, inC: number, outC:
 }
 
 /** Reads a GroupNorm/LayerNorm `${prefix}.weight` and `${prefix}.bias` of width `channels`. */
-export function loadNorm(w: ComponentWeights, prefix: string, channels: number): NormParams {
+export function loadNorm(w: WeightSource, prefix: string, channels: number): NormParams {
   return {
     gamma: w.tensor(`${prefix}.weight`, [channels]) as tf.Tensor1D,
     beta: w.tensor(`${prefix}.bias`, [channels]) as tf.Tensor1D,

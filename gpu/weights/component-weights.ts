@@ -11,7 +11,20 @@ export class WeightError extends Error {
   }
 }
 
-export class ComponentWeights {
+/**
+ * Where a model part gets its weights: a safetensors file (ComponentWeights), or random values of the right
+ * shapes (benchmarks). Model parts depend on this interface only.
+ */
+export interface WeightSource {
+  readonly component: string;
+  has(key: string): boolean;
+  /** one weight as float32, shape-checked; trailing 1s in the stored shape are tolerated */
+  float32(key: string, expectedShape: readonly number[]): Float32Array;
+  /** one weight as a float32 tensor of `expectedShape` */
+  tensor(key: string, expectedShape: readonly number[]): tf.Tensor;
+}
+
+export class ComponentWeights implements WeightSource {
   private readonly used = new Set<string>();
 
   constructor(readonly component: string, private readonly file: SafetensorsFile) {}
