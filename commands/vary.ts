@@ -1,0 +1,12 @@
+// /vary: a variation of a generation — its starting noise mixed with a little new noise. Button: vary:<id>.
+import type { CommandDescription } from '../src/chat/types.ts';
+
+export const description: CommandDescription = {
+  name: 'vary',
+  description: 'Draw a variation of an image: same settings, slightly different start',
+  options: [
+    { type: 'integer', name: 'generation', description: 'The image number', required: true, min: 1 },
+    { type: 'number', name: 'amount', description: 'How different, 0.05–1 (default 0.25)', min: 0.05, max: 1 },
+  ],
+  button: { action: 'vary', option: 'generation' },
+};
