@@ -1,0 +1,3 @@
+// Perfusion (perfusion-spec.md): the gated rank-1 edit, concepts as artifacts, the covariance C.
+export { editProjection, PreparedConcepts, PreparedProjection } from './edit.ts';
+export type { ConceptGate, EditConcept, Projection } from './edit.ts';
