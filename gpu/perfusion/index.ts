@@ -1,3 +1,8 @@
 // Perfusion (perfusion-spec.md): the gated rank-1 edit, concepts as artifacts, the covariance C.
 export { editProjection, PreparedConcepts, PreparedProjection } from './edit.ts';
 export type { ConceptGate, EditConcept, Projection } from './edit.ts';
+export {
+  checkCompatible, CONCEPT_FORMAT_VERSION, ConceptCompatibilityError, ConceptFormatError, conceptPayloadFloats,
+  parseConcept, serializeConcept,
+} from './artifact.ts';
+export type { ConceptTarget } from './artifact.ts';
