@@ -59,8 +59,20 @@ export function linear(x: tf.Tensor, p: LinearParams): tf.Tensor {
   const inDim = shape[shape.length - 1]!;
   const outDim = p.weight.shape[1];
   const x2 = x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, inDim]) as tf.Tensor2D;
-  const y = tf.fused.matMul({ a: x2, b: p.weight, bias: p.bias });
+  const y = gradientTapeOn()
+    ? (p.bias ? tf.add(tf.matMul(x2, p.weight), p.bias) : tf.matMul(x2, p.weight))
+    : tf.fused.matMul({ a: x2, b: p.weight, bias: p.bias });
   return x.rank === 2 ? y : tf.reshape(y, [...shape.slice(0, -1), outDim]);
+}
+
+/**
+ * True while a gradient tape records ops (inside tf.grads / tf.variableGrads). The fused conv and matMul
+ * ops then compute their weight gradients eagerly, even for frozen weights: wasted work, and on wasm a
+ * failure (it has no Conv2DBackpropFilter kernel). The plain ops' gradients are lazy, so only the gradients
+ * on the path to what is differentiated get computed.
+ */
+function gradientTapeOn(): boolean {
+  return tf.engine().isTapeOn();
 }
 
 /**
@@ -70,6 +82,10 @@ export function linear(x: tf.Tensor, p: LinearParams): tf.Tensor {
 export function conv2d(x: tf.Tensor4D, p: Conv2dParams, stride = 1, padding: number | [number, number, number, number] = 0): tf.Tensor4D {
   const [t, b, l, r] = typeof padding === 'number' ? [padding, padding, padding, padding] : padding;
   const pad: tf.backend_util.ExplicitPadding = [[0, 0], [t, b], [l, r], [0, 0]];
+  if (gradientTapeOn()) {
+    const y = tf.conv2d(x, p.filter, stride, pad);
+    return p.bias ? tf.add(y, p.bias) : y;
+  }
   return tf.fused.conv2d({ x, filter: p.filter, strides: stride, pad, bias: p.bias });
 }
 
