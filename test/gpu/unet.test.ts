@@ -1,0 +1,182 @@
+// UNet2DConditionModel against diffusers' outputs for the tiny SD-1.x fixture (test/fixtures/sd-tiny-a),
+// on the wasm backend: per-item and scalar timesteps, the Perfusion edit hook and its gradient path.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-wasm';
+import { SafetensorsFile } from '../../gpu/weights/safetensors.ts';
+import { ComponentWeights } from '../../gpu/weights/component-weights.ts';
+import { parseUNetConfig } from '../../gpu/model/configs.ts';
+import { UNet2DConditionModel, unetParameterShapes } from '../../gpu/sd/unet.ts';
+import type { CrossAttentionEdit, CrossAttentionLayer } from '../../gpu/types.ts';
+
+const fixtures = new URL('../fixtures/', import.meta.url).pathname;
+const unetDir = `${fixtures}sd-tiny-a/model/unet/`;
+const config = parseUNetConfig(JSON.parse(readFileSync(`${unetDir}config.json`, 'utf8')));
+const reference = SafetensorsFile.open(`${fixtures}sd-tiny-a/reference.safetensors`);
+const gradFixture = SafetensorsFile.open(`${fixtures}perfusion-grad-a.safetensors`);
+
+/**
+ * `import '@tensorflow/tfjs-core/dist/register_all_gradients'` fails under tsx: it reaches dist/base.js, whose
+ * `from './gradients'` names both a file and a folder (ERR_UNSUPPORTED_DIR_IMPORT). Register the gradient
+ * configs file by file instead; Prod_grad.js is the one that imports base.js (the UNet uses no Prod op).
+ */
+async function registerGradients(): Promise<void> {
+  const dir = join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-core/package.json')), 'dist/gradients');
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('_grad.js') && f !== 'Prod_grad.js')) {
+    const configs = Object.values(await import(pathToFileURL(join(dir, file)).href) as Record<string, unknown>);
+    for (const c of configs) if (typeof c === 'object' && c !== null && 'gradFunc' in c) tf.registerGradient(c as tf.GradConfig);
+  }
+}
+
+let weights: ComponentWeights;
+let unet: UNet2DConditionModel;
+
+/** A reference tensor in its stored (PyTorch) layout. */
+function ref(file: SafetensorsFile, name: string): tf.Tensor {
+  return tf.tensor(file.readFloat32(name), [...file.info(name).shape]);
+}
+
+/** An NCHW reference tensor as NHWC. */
+function refNhwc(file: SafetensorsFile, name: string): tf.Tensor4D {
+  return tf.tidy(() => tf.transpose(ref(file, name), [0, 2, 3, 1]) as tf.Tensor4D);
+}
+
+/** ‖out − expected‖ / ‖expected‖ */
+async function relativeError(out: tf.Tensor, expected: tf.Tensor): Promise<number> {
+  const [diff, norm] = await Promise.all([tf.norm(tf.sub(out, expected)).data(), tf.norm(expected).data()]);
+  return diff[0]! / norm[0]!;
+}
+
+/** context [B,L,in] · Wᵀ for W [out,in], as a batched matMul (the model itself uses one 2-D matMul) */
+function projectBatched(context: tf.Tensor3D, w: tf.Tensor2D): tf.Tensor3D {
+  return tf.matMul(context, tf.tile(tf.expandDims(tf.transpose(w), 0), [context.shape[0], 1, 1]) as tf.Tensor3D);
+}
+
+before(async () => {
+  await tf.setBackend('wasm');
+  await registerGradients();
+  weights = ComponentWeights.open('unet', `${unetDir}diffusion_pytorch_model.safetensors`);
+  unet = new UNet2DConditionModel(config, weights);
+});
+
+after(() => {
+  unet.dispose();
+  weights.close();
+  reference.close();
+  gradFixture.close();
+});
+
+test('uses every weight of the file, and unetParameterShapes lists exactly the file\'s keys and shapes', () => {
+  assert.deepEqual(weights.unusedKeys(), []);
+  const shapes = unetParameterShapes(config);
+  const file = SafetensorsFile.open(weights.path);
+  try {
+    assert.deepEqual([...shapes.keys()].sort(), file.keys().sort());
+    for (const key of file.keys()) assert.deepEqual(shapes.get(key), [...file.info(key).shape], key);
+  } finally {
+    file.close();
+  }
+});
+
+test('per-item timesteps: matches diffusers within 1e-4 relative, and leaks no tensors', async () => {
+  const sample = refNhwc(reference, 'unet.sample');
+  const timesteps = ref(reference, 'unet.timesteps') as tf.Tensor1D;
+  const context = ref(reference, 'unet.encoder_hidden_states') as tf.Tensor3D;
+  const expected = refNhwc(reference, 'unet.out');
+  const before = tf.memory().numTensors;
+  const out = unet.forward(sample, timesteps, context);
+  assert.equal(tf.memory().numTensors, before + 1);
+  assert.deepEqual(out.shape, [2, 16, 16, 4]);
+  const err = await relativeError(out, expected);
+  assert.ok(err < 1e-4, `relative error ${err}`);
+  tf.dispose([sample, timesteps, context, expected, out]);
+});
+
+test('scalar timestep 10 for the whole batch matches diffusers within 1e-4 relative', async () => {
+  const sample = refNhwc(reference, 'unet.sample');
+  const context = ref(reference, 'unet.encoder_hidden_states') as tf.Tensor3D;
+  const expected = refNhwc(reference, 'unet.out_scalar_t');
+  const out = unet.forward(sample, 10, context);
+  const err = await relativeError(out, expected);
+  assert.ok(err < 1e-4, `relative error ${err}`);
+  // the same timestep as a one-element tensor is broadcast over the batch
+  const asTensor = tf.tensor1d([10]);
+  const out2 = unet.forward(sample, asTensor, context);
+  assert.ok((await relativeError(out2, expected)) < 1e-4);
+  tf.dispose([sample, context, expected, out, asTensor, out2]);
+});
+
+test('crossAttentionLayers: every attn2 in diffusers\' module order, with [out, in] to_k / to_v', async () => {
+  const layers = unet.crossAttentionLayers();
+  const expectedNames = JSON.parse(gradFixture.metadata.perfusion_grad!).layers as string[];
+  assert.deepEqual(layers.map((l) => l.name), expectedNames);
+  assert.deepEqual(layers.map((l) => l.index), expectedNames.map((_, i) => i));
+  const file = SafetensorsFile.open(weights.path);
+  try {
+    assert.equal(layers.length, file.keys().filter((k) => k.endsWith('attn2.to_k.weight')).length);
+    for (const layer of layers) {
+      assert.deepEqual(layer.toK.shape, [...file.info(`${layer.name}.to_k.weight`).shape]);
+      assert.deepEqual([layer.outDim, layer.inDim], layer.toK.shape);
+      assert.deepEqual(Array.from(await layer.toV.data()), Array.from(file.readFloat32(`${layer.name}.to_v.weight`)));
+    }
+  } finally {
+    file.close();
+  }
+});
+
+test('the edit hook is called once for K and once for V of exactly the attn2 layers, and context·Wᵀ reproduces the plain output', async () => {
+  const sample = refNhwc(reference, 'unet.sample');
+  const timesteps = ref(reference, 'unet.timesteps') as tf.Tensor1D;
+  const context = ref(reference, 'unet.encoder_hidden_states') as tf.Tensor3D;
+  const calls: string[] = [];
+  const edit: CrossAttentionEdit = {
+    project(layer: CrossAttentionLayer, which: 'k' | 'v', ctx: tf.Tensor3D): tf.Tensor3D {
+      calls.push(`${layer.name}:${which}`);
+      assert.deepEqual(ctx.shape, [2, 77, layer.inDim]);
+      const out = projectBatched(ctx, which === 'k' ? layer.toK : layer.toV);
+      assert.deepEqual(out.shape, [2, 77, layer.outDim]);
+      return out;
+    },
+  };
+  const plain = unet.forward(sample, timesteps, context);
+  const before = tf.memory().numTensors;
+  const edited = unet.forward(sample, timesteps, context, { edit });
+  assert.equal(tf.memory().numTensors, before + 1);
+  const names = unet.crossAttentionLayers().map((l) => l.name);
+  assert.deepEqual([...calls].sort(), names.flatMap((n) => [`${n}:k`, `${n}:v`]).sort());
+  assert.ok((await relativeError(edited, plain)) < 1e-6);
+  tf.dispose([sample, timesteps, context, plain, edited]);
+});
+
+test('gradients flow from the output through every edited layer into the edit\'s inputs (wasm)', async () => {
+  const sample = refNhwc(reference, 'unet.sample');
+  const timesteps = ref(reference, 'unet.timesteps') as tf.Tensor1D;
+  const context = ref(reference, 'unet.encoder_hidden_states') as tf.Tensor3D;
+  const layers = unet.crossAttentionLayers();
+  // one offset per layer added to its V output: its gradient is the sum of the attention's dL/dV
+  const offsets = layers.map((l) => tf.zeros([l.outDim]) as tf.Tensor1D);
+  const before = tf.memory().numTensors;
+  const grads = tf.grads((...xs: tf.Tensor[]) => {
+    const edit: CrossAttentionEdit = {
+      project(layer, which, ctx) {
+        const base = projectBatched(ctx, which === 'k' ? layer.toK : layer.toV);
+        return which === 'v' ? tf.add(base, xs[layer.index]!) : base;
+      },
+    };
+    return tf.mean(unet.forward(sample, timesteps, context, { edit }));
+  })(offsets);
+  assert.equal(grads.length, layers.length);
+  for (const [i, g] of grads.entries()) {
+    const values = await g.data();
+    assert.ok(values.every(Number.isFinite), `${layers[i]!.name}: non-finite gradient`);
+    assert.ok(values.some((v) => v !== 0), `${layers[i]!.name}: zero gradient`);
+  }
+  tf.dispose(grads);
+  assert.equal(tf.memory().numTensors, before);
+  tf.dispose([sample, timesteps, context, ...offsets]);
+});
