@@ -6,3 +6,9 @@ export {
   parseConcept, serializeConcept,
 } from './artifact.ts';
 export type { ConceptTarget } from './artifact.ts';
+export {
+  cachedCovariance, CovarianceAccumulator, covarianceCacheFile, CovarianceError, covarianceHash, DEFAULT_RIDGE,
+  estimateCovariance, finishCovariance, readCovarianceCache, writeCovarianceCache,
+} from './covariance.ts';
+export type { Covariance, EncodedBatch, EncodePrompts, EstimateOptions } from './covariance.ts';
+export { buildPromptCorpus, CORPUS_VERSION, corpusDescription, DEFAULT_CORPUS_PROMPTS, MAX_CORPUS_PROMPTS } from './corpus.ts';
