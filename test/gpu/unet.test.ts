@@ -180,3 +180,62 @@ test('gradients flow from the output through every edited layer into the edit\'s
   assert.equal(tf.memory().numTensors, before);
   tf.dispose([sample, timesteps, context, ...offsets]);
 });
+
+test('one Perfusion training step: prediction, loss and dLoss/do*_V of every attn2 match PyTorch (perfusion-grad-a)', async () => {
+  // The gated rank-1 edit written out here (perfusion-spec.md §3.2) only to drive the UNet's backward pass:
+  // h(e) = W e − α(e) W i* + σ((α(e) − β)/τ) o*, α(e) = (i*ᵀ C⁻¹ e)/(i*ᵀ C⁻¹ i*); i*, C⁻¹, o*_K constant.
+  const g = gradFixture;
+  const meta = JSON.parse(g.metadata.perfusion_grad!) as { layers: string[]; beta: number; tau: number };
+  const layers = unet.crossAttentionLayers();
+  const fixtureIndex = layers.map((l) => meta.layers.indexOf(l.name));
+  const alphasCumprod = reference.readFloat32('ddpm.alphas_cumprod');
+  const timestepValues = Array.from(g.readFloat32('timesteps'));
+
+  const [x0, noise] = [refNhwc(g, 'x0'), refNhwc(g, 'noise')];
+  const timesteps = ref(g, 'timesteps') as tf.Tensor1D;
+  const encodings = ref(g, 'encodings') as tf.Tensor3D;
+  const expectedPrediction = refNhwc(g, 'prediction');
+  const istar = ref(g, 'istar') as tf.Tensor1D;
+  const cinv = ref(g, 'Cinv') as tf.Tensor2D;
+  const oK = fixtureIndex.map((k) => ref(g, `oK.${k}`) as tf.Tensor1D);
+  const oV = fixtureIndex.map((k) => ref(g, `oV.${k}`) as tf.Tensor1D);
+  const r = tf.tidy(() => {
+    const cinvIstar = tf.matMul(cinv, tf.reshape(istar, [-1, 1]));
+    return tf.div(cinvIstar, tf.sum(tf.mul(tf.reshape(istar, [-1, 1]), cinvIstar))) as tf.Tensor2D; // [in, 1]
+  });
+  const noisy = tf.tidy(() => {
+    const coef = (f: (a: number) => number) => tf.tensor4d(timestepValues.map((t) => f(alphasCumprod[t]!)), [2, 1, 1, 1]);
+    return tf.add(tf.mul(coef(Math.sqrt), x0), tf.mul(coef((a) => Math.sqrt(1 - a)), noise)) as tf.Tensor4D;
+  });
+
+  let prediction: tf.Tensor4D | undefined;
+  const { value: loss, grads } = tf.valueAndGrads((...targets: tf.Tensor[]) => {
+    const edit: CrossAttentionEdit = {
+      project(layer, which, ctx) {
+        const [b, l, d] = ctx.shape;
+        const w = which === 'k' ? layer.toK : layer.toV;
+        const target = which === 'k' ? oK[layer.index]! : targets[layer.index]!;
+        const flat = tf.reshape(ctx, [b * l, d]) as tf.Tensor2D;
+        const alpha = tf.matMul(flat, r); // [bl, 1]
+        const wIstar = tf.reshape(tf.matMul(w, tf.reshape(istar, [-1, 1])), [1, -1]);
+        const gate = tf.sigmoid(tf.div(tf.sub(alpha, meta.beta), meta.tau));
+        const h = tf.add(tf.sub(tf.matMul(flat, w, false, true), tf.mul(alpha, wIstar)), tf.mul(gate, tf.reshape(target, [1, -1])));
+        return tf.reshape(h, [b, l, layer.outDim]) as tf.Tensor3D;
+      },
+    };
+    const out = unet.forward(noisy, timesteps, encodings, { edit });
+    prediction = tf.keep(out);
+    return tf.mean(tf.square(tf.sub(out, noise)));
+  })(oV);
+
+  assert.ok((await relativeError(prediction!, expectedPrediction)) < 1e-4);
+  const expectedLoss = g.readFloat32('loss')[0]!;
+  assert.ok(Math.abs((await loss.data())[0]! - expectedLoss) / expectedLoss < 1e-5);
+  for (const [i, grad] of grads.entries()) {
+    const expected = ref(g, `grad_oV.${fixtureIndex[i]}`);
+    const err = await relativeError(grad, expected);
+    assert.ok(err < 1e-3, `${layers[i]!.name}: dLoss/do*_V relative error ${err}`);
+    expected.dispose();
+  }
+  tf.dispose([x0, noise, timesteps, encodings, expectedPrediction, istar, cinv, ...oK, ...oV, r, noisy, prediction!, loss, ...grads]);
+});
