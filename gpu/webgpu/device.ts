@@ -44,6 +44,13 @@ export interface OpenedDevice {
   release(): void;
 }
 
+const deviceErrors: string[] = [];
+
+/** Returns and clears the WebGPU errors (validation, out of memory) reported since the last call. */
+export function takeDeviceErrors(): string[] {
+  return deviceErrors.splice(0);
+}
+
 export class WebGPUUnavailableError extends Error {
   override name = 'WebGPUUnavailableError';
 }
@@ -102,6 +109,9 @@ export async function openWebGPUDevice(choice: AdapterChoice = adapterChoiceFrom
   } catch (err) {
     throw new WebGPUUnavailableError(`the GPU adapter refused to open a device: ${(err as Error).message}`);
   }
+  device.addEventListener('uncapturederror', (ev) => {
+    if (deviceErrors.length < 100) deviceErrors.push((ev as GPUUncapturedErrorEvent).error.message);
+  });
   setNavigatorGpu(gpu);
   const info = adapter.info;
   const description = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ').trim()
