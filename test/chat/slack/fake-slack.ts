@@ -163,7 +163,7 @@ type ApiHandler = (args: Record<string, unknown>, token: string) => ApiResult;
 interface Trigger { issuedAt: number; used: boolean }
 interface ResponseHook { issuedAt: number; posts: ResponseUrlPost[] }
 interface PendingUpload { fileId: string; filename: string; length: number; bytes?: Uint8Array; completed: boolean }
-interface StoredFile { file: FakeSlackFile; bytes: Uint8Array }
+interface StoredFile { file: FakeSlackFile; bytes: Uint8Array; respondAfterMs?: number; chunked?: boolean }
 interface StoredView { id: string; hash: string; view: Record<string, unknown>; root_view_id: string; previous_view_id: string | null }
 
 export class FakeSlack {
@@ -279,13 +279,23 @@ export class FakeSlack {
     return channel;
   }
 
-  /** Registers a file a user shared; its private URLs serve `bytes` only to the bot token. */
-  addFile(spec: { name: string; bytes: Uint8Array; mimetype?: string; user?: string; channel?: string; title?: string }): FakeSlackFile {
+  /**
+   * Registers a file a user shared; its private URLs serve `bytes` only to the bot token. `respondAfterMs`
+   * delays the answer (timeout tests); `chunked` sends it without content-length (streamed size checks).
+   */
+  addFile(spec: {
+    name: string; bytes: Uint8Array; mimetype?: string; user?: string; channel?: string; title?: string;
+    respondAfterMs?: number; chunked?: boolean;
+  }): FakeSlackFile {
     const id = `F${this.nextId(9)}`;
     const mimetype = spec.mimetype ?? mimetypeFor(spec.name);
     const file = this.fileObject(id, spec.name, spec.title ?? spec.name, mimetype, spec.bytes.length,
       spec.user ?? 'U0FAKEUSR1', spec.channel ? [spec.channel] : []);
-    this.files.set(id, { file, bytes: spec.bytes });
+    this.files.set(id, {
+      file, bytes: spec.bytes,
+      ...(spec.respondAfterMs ? { respondAfterMs: spec.respondAfterMs } : {}),
+      ...(spec.chunked ? { chunked: true } : {}),
+    });
     return structuredClone(file);
   }
 
@@ -478,7 +488,7 @@ export class FakeSlack {
     return handler(args, token);
   }
 
-  private handleFileGet(path: string, req: IncomingMessage, res: ServerResponse): void {
+  private async handleFileGet(path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     // /files-pri/<team>-<fileId>/<name>  or  /files-pri/<team>-<fileId>/download/<name>
     const match = /^\/files-pri\/[^/]+-(F[0-9A-Z]+)\/(?:download\/)?[^/]+$/.exec(path);
     const stored = match ? this.files.get(match[1]!) : undefined;
@@ -490,6 +500,10 @@ export class FakeSlack {
       this.record({ kind: 'file', method: 'GET', path, authorization, args: { authorized }, response: 'not found', status: 404 });
       return;
     }
+    if (stored.respondAfterMs) {
+      await new Promise((resolve) => setTimeout(resolve, stored.respondAfterMs).unref());
+      if (res.destroyed) return;
+    }
     if (!authorized) {
       // Slack answers a private file URL without a valid token with its sign-in page, status 200.
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
@@ -498,10 +512,16 @@ export class FakeSlack {
       return;
     }
     res.writeHead(200, {
-      'content-type': stored.file.mimetype, 'content-length': String(stored.bytes.length),
+      'content-type': stored.file.mimetype,
+      ...(stored.chunked ? {} : { 'content-length': String(stored.bytes.length) }),
       'content-disposition': `attachment; filename="${stored.file.name}"`,
     });
-    res.end(stored.bytes);
+    if (stored.chunked) {
+      for (let offset = 0; offset < stored.bytes.length; offset += 1024) res.write(stored.bytes.subarray(offset, offset + 1024));
+      res.end();
+    } else {
+      res.end(stored.bytes);
+    }
     this.record({ kind: 'file', method: 'GET', path, authorization, args: { authorized, fileId: stored.file.id }, bytes: stored.bytes, response: 'file', status: 200 });
   }
 
