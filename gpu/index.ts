@@ -1,0 +1,24 @@
+// The engine's public surface (DESIGN.md, "Engine contract"): the worker, the command-line tools and the
+// acceptance tests load a pipeline here and talk to it through the contract types.
+import { StableDiffusionPipeline } from './pipeline.ts';
+import type { LoadOptions, Pipeline } from './types.ts';
+
+export type {
+  BackendName, ConceptArtifact, CrossAttentionEdit, CrossAttentionLayer, GenerateRequest, GenerateResult, LoadOptions,
+  ModelInfo, Pipeline, SchedulerName,
+} from './types.ts';
+export { StableDiffusionPipeline, GenerateRequestError, DEFAULT_GUIDANCE, DEFAULT_STEPS, MAX_STEPS, MIN_SIDE, MAX_SIDE } from './pipeline.ts';
+export type { ConceptConditioner, ConceptConditionerInput, ConceptConditioning } from './pipeline.ts';
+export { BackendUnavailableError, backendInfo } from './backend.ts';
+export { ModelLoadError } from './model/errors.ts';
+export { defaultDemoModelDir, ensureDemoModel, isDemoModel } from './model/demo-model.ts';
+export { SCHEDULER_NAMES, SchedulerError } from './schedulers/index.ts';
+export { MAX_SEED } from './random.ts';
+
+/**
+ * Starts the TensorFlow.js backend (`auto` by default: tensorflow → webgpu → wasm → cpu), reads the
+ * diffusers-format SD 1.x folder `modelDir` and builds the pipeline on the device.
+ */
+export async function loadPipeline(modelDir: string, opts: LoadOptions = {}): Promise<Pipeline & StableDiffusionPipeline> {
+  return StableDiffusionPipeline.load(modelDir, { backend: opts.backend });
+}

@@ -1,0 +1,130 @@
+// Whole text-to-image runs through the public engine surface on the wasm backend, against diffusers'
+// StableDiffusionPipeline on the same tiny model (test/fixtures/sd-tiny-a, reference.json): the latents
+// after every step and the final image, for each scheduler; plus the contract's promises (seeds, PNG,
+// no leaked tensors, aborts, errors that name the problem).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import sharp from 'sharp';
+import { GenerateRequestError, loadPipeline, type StableDiffusionPipeline } from '../../gpu/index.ts';
+import { floatToBytes } from '../../gpu/png.ts';
+import type { SchedulerName } from '../../gpu/types.ts';
+import { fixtureModelDir, reference, relativeError } from './sd-tiny-reference.ts';
+
+let pipe: StableDiffusionPipeline;
+
+before(async () => {
+  pipe = await loadPipeline(fixtureModelDir, { backend: 'wasm' });
+});
+
+after(() => pipe?.dispose());
+
+const runs: Array<{ prefix: string; scheduler: SchedulerName; steps: number; prompt: string; negativePrompt?: string; guidance: number; perStep: boolean }> = [
+  { prefix: 'ddim', scheduler: 'ddim', steps: 10, prompt: 'a photo of a dog', guidance: 7.5, perStep: true },
+  { prefix: 'pndm', scheduler: 'pndm', steps: 10, prompt: 'a photo of a dog', guidance: 7.5, perStep: true },
+  { prefix: 'euler', scheduler: 'euler', steps: 10, prompt: 'a photo of a dog', guidance: 7.5, perStep: true },
+  { prefix: 'dpmpp2m', scheduler: 'dpmpp-2m', steps: 12, prompt: 'a photo of a dog', negativePrompt: 'blurry', guidance: 7.5, perStep: true },
+  { prefix: 'ddim_nocfg', scheduler: 'ddim', steps: 5, prompt: 'a painting of a cat', guidance: 1, perStep: false },
+];
+
+for (const run of runs) {
+  test(`${run.prefix}: a whole run from the given latents matches diffusers (every step's latents and the image, 1e-3)`, async () => {
+    const init = reference(`${run.prefix}.latents_init`);
+    const perStep: Float32Array[] = [];
+    const progress: Array<[number, number]> = [];
+    const before = tf.memory().numTensors;
+    const result = await pipe.generate({
+      prompt: run.prompt, negativePrompt: run.negativePrompt, steps: run.steps, guidance: run.guidance,
+      scheduler: run.scheduler, latents: init.data, onStep: (step, total) => progress.push([step, total]),
+    }, { onLatents: (_step, latents) => perStep.push(latents) });
+    assert.equal(tf.memory().numTensors, before, 'tensors leaked by generate');
+
+    const image = reference(`${run.prefix}.image`);
+    assert.deepEqual([result.height, result.width, 3], image.shape.slice(1));
+    const imageError = relativeError(result.pixels, image.data);
+    assert.ok(imageError < 1e-3, `image relative error ${imageError}`);
+
+    if (run.perStep) {
+      const ref = reference(`${run.prefix}.latents_per_step`);
+      const stepSize = ref.data.length / ref.shape[0]!;
+      assert.equal(perStep.length, ref.shape[0], 'one latents capture per scheduler step');
+      perStep.forEach((latents, i) => {
+        const err = relativeError(latents, ref.data.subarray(i * stepSize, (i + 1) * stepSize));
+        assert.ok(err < 1e-3, `latents after step ${i + 1}: relative error ${err}`);
+      });
+      // onStep after each step, with the number of model evaluations (PNDM: steps + 1)
+      assert.deepEqual(progress, perStep.map((_, i) => [i + 1, ref.shape[0]]));
+    }
+  });
+}
+
+test('the same seed gives identical pixels, another seed other pixels; the PNG decodes to the same pixels', async () => {
+  const request = { prompt: 'a watercolor of a teddy bear', steps: 3, scheduler: 'euler' as const, seed: 424242 };
+  const a = await pipe.generate(request);
+  const b = await pipe.generate(request);
+  const c = await pipe.generate({ ...request, seed: 424243 });
+  assert.equal(a.seed, 424242);
+  assert.deepEqual(a.pixels, b.pixels);
+  assert.notDeepEqual(a.pixels, c.pixels);
+  assert.equal(a.pixels.length, 128 * 128 * 3);
+  assert.ok(a.pixels.every((v) => v >= 0 && v <= 1));
+
+  const { data, info } = await sharp(a.png).raw().toBuffer({ resolveWithObject: true });
+  assert.deepEqual([info.width, info.height, info.channels], [128, 128, 3]);
+  assert.deepEqual(new Uint8Array(data), floatToBytes(a.pixels));
+  const meta = await sharp(a.png).metadata();
+  const parameters = meta.comments?.find((c) => c.keyword === 'parameters')?.text ?? '';
+  assert.match(parameters, /^a watercolor of a teddy bear\nSteps: 3, Sampler: euler, CFG scale: 7.5, Seed: 424242, Size: 128x128$/);
+
+  // without a seed, one is drawn and reported: it reproduces the image
+  const drawn = await pipe.generate({ prompt: request.prompt, steps: 2 });
+  const again = await pipe.generate({ prompt: request.prompt, steps: 2, seed: drawn.seed });
+  assert.deepEqual(drawn.pixels, again.pixels);
+});
+
+test('defaults: the model\'s resolution and its scheduler (PNDM for SD 1.5\'s config); other sizes in multiples of 8', async () => {
+  assert.equal(pipe.model.resolution, 128);
+  assert.equal(pipe.model.defaultScheduler, 'pndm');
+  assert.equal(pipe.model.isDemo, false);
+  assert.equal(pipe.backend, 'wasm');
+  const steps: number[] = [];
+  const wide = await pipe.generate({ prompt: 'a boat', steps: 2, width: 192, height: 72, seed: 1, onStep: (s, total) => steps.push(total) });
+  assert.deepEqual([wide.width, wide.height, wide.pixels.length], [192, 72, 192 * 72 * 3]);
+  assert.deepEqual(steps, [3, 3, 3], 'PNDM evaluates 2 steps in 3 model calls');
+});
+
+test('an abort between steps rejects with an AbortError and leaves no tensors behind', async () => {
+  const controller = new AbortController();
+  const seen: number[] = [];
+  const before = tf.memory().numTensors;
+  await assert.rejects(
+    pipe.generate({
+      prompt: 'a dog', steps: 6, scheduler: 'dpmpp-2m', seed: 3, signal: controller.signal,
+      onStep: (step) => { seen.push(step); if (step === 2) controller.abort(); },
+    }),
+    (err: Error) => err.name === 'AbortError',
+  );
+  assert.deepEqual(seen, [1, 2]);
+  assert.equal(tf.memory().numTensors, before);
+  // an already aborted signal stops before any work
+  await assert.rejects(pipe.generate({ prompt: 'a dog', signal: AbortSignal.abort() }), { name: 'AbortError' });
+  assert.equal(tf.memory().numTensors, before);
+});
+
+test('a bad request gets an error that names the problem', async () => {
+  const bad = async (req: Parameters<typeof pipe.generate>[0], message: RegExp) =>
+    assert.rejects(pipe.generate(req), (err: Error) => err instanceof GenerateRequestError && message.test(err.message));
+  const before = tf.memory().numTensors;
+  await bad({ prompt: 'x', width: 100 }, /width must be a multiple of 8 pixels; got 100/);
+  await bad({ prompt: 'x', height: 56 }, /height must be from 64 to 2048 pixels; got 56/);
+  await bad({ prompt: 'x', width: 4096 }, /width must be from 64 to 2048 pixels; got 4096/);
+  await bad({ prompt: 'x', steps: 0 }, /steps must be a whole number from 1 to 500; got 0/);
+  await bad({ prompt: 'x', steps: 2.5 }, /steps must be a whole number from 1 to 500; got 2.5/);
+  await bad({ prompt: 'x', guidance: Number.NaN }, /guidance must be a number from 0 to 50/);
+  await bad({ prompt: 'x', scheduler: 'lms' as SchedulerName }, /unknown scheduler "lms"; choose one of pndm, ddim, euler, dpmpp-2m/);
+  await bad({ prompt: 'x', latents: new Float32Array(10) }, /latents must hold 1024 values \(NCHW \[1, 4, 16, 16\] for 128×128\); got 10/);
+  await bad({ prompt: 'x', seed: -1 }, /seed must be a whole number from 0 to 4294967295; got -1/);
+  const concept = { name: 'hugsy' } as unknown as NonNullable<Parameters<typeof pipe.generate>[0]['concepts']>[number];
+  await bad({ prompt: 'a photo of <hugsy>', steps: 1, concepts: [concept] }, /cannot use taught concepts yet/);
+  assert.equal(tf.memory().numTensors, before);
+});
