@@ -12,3 +12,12 @@ export {
 } from './covariance.ts';
 export type { Covariance, EncodedBatch, EncodePrompts, EstimateOptions } from './covariance.ts';
 export { buildPromptCorpus, CORPUS_VERSION, corpusDescription, DEFAULT_CORPUS_PROMPTS, MAX_CORPUS_PROMPTS } from './corpus.ts';
+export {
+  DEFAULT_BETA, DEFAULT_TAU, ISTAR_DECAY, PerfusionEdit, PerfusionTrainingEdit, TRAINING_BETA, TRAINING_TAU,
+} from './perfusion-edit.ts';
+export type { EditModel, PerfusionEditOptions, TrainingEditOptions, TrainingState } from './perfusion-edit.ts';
+export {
+  closestNames, CONCEPT_NAME, ConceptPromptError, embeddingOverrides, findConceptMentions, prepareConceptPrompt,
+  UnknownConceptError,
+} from './prompt.ts';
+export type { ConceptMention, ConceptPrompt, EncodeText } from './prompt.ts';

@@ -70,3 +70,109 @@ export function randomSpd(n: number, next: () => number, shift = 0.1): Float64Ar
 export function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
+
+/** A random orthogonal n×n matrix (float64, row-major), by Gram-Schmidt of a random one. */
+export function randomOrthogonal(n: number, next: () => number): Float64Array {
+  const q = Float64Array.from({ length: n * n }, () => next());
+  for (let i = 0; i < n; i++) {
+    for (let pass = 0; pass < 2; pass++) {
+      for (let j = 0; j < i; j++) {
+        let d = 0;
+        for (let k = 0; k < n; k++) d += q[i * n + k]! * q[j * n + k]!;
+        for (let k = 0; k < n; k++) q[i * n + k]! -= d * q[j * n + k]!;
+      }
+    }
+    let norm = 0;
+    for (let k = 0; k < n; k++) norm += q[i * n + k]! ** 2;
+    for (let k = 0; k < n; k++) q[i * n + k]! /= Math.sqrt(norm);
+  }
+  return q;
+}
+
+/**
+ * C = Q diag(λ) Qᵀ with λ log-spaced over [1, condition] (the shipped SD 1.5 C has a condition number ≈ 3.9e3),
+ * and C⁻¹ = Q diag(1/λ) Qᵀ computed independently of any Cholesky code. Both float64, row-major.
+ */
+export function conditionedCovariance(n: number, next: () => number, condition = 4000): { c: Float64Array; cInv: Float64Array } {
+  const q = randomOrthogonal(n, next);
+  const lambda = Array.from({ length: n }, (_, i) => condition ** (i / (n - 1)));
+  const c = new Float64Array(n * n);
+  const cInv = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      let t = 0;
+      for (let k = 0; k < n; k++) {
+        s += q[k * n + i]! * lambda[k]! * q[k * n + j]!;
+        t += (q[k * n + i]! * q[k * n + j]!) / lambda[k]!;
+      }
+      c[i * n + j] = s;
+      cInv[i * n + j] = t;
+    }
+  }
+  return { c, cInv };
+}
+
+export interface ReferenceConcept {
+  iStar: ArrayLike<number>;
+  oStar: ArrayLike<number>;
+  beta: number;
+  tau: number;
+}
+
+/**
+ * The spec's edit for one token in float64, written independently of gpu/perfusion: α_c by its definition,
+ * and for several concepts the exact projection I(IᵀC⁻¹I)⁻¹IᵀC⁻¹e (by Gaussian elimination) or Σ_c α_c i*_c.
+ */
+export function referenceEdit(
+  e: ArrayLike<number>, w: ArrayLike<number>, out: number, cInv: ArrayLike<number>, concepts: ReferenceConcept[],
+  projection: 'exact' | 'approx',
+): { h: Float64Array; alpha: number[] } {
+  const n = e.length;
+  const cInvTimes = (x: ArrayLike<number>) => Array.from({ length: n }, (_, i) => {
+    let s = 0;
+    for (let j = 0; j < n; j++) s += cInv[i * n + j]! * x[j]!;
+    return s;
+  });
+  const dotp = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let s = 0;
+    for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+    return s;
+  };
+  const cInvE = cInvTimes(e);
+  const alpha = concepts.map((c) => dotp(c.iStar, cInvE) / dotp(c.iStar, cInvTimes(c.iStar)));
+  let coefficients: number[];
+  if (projection === 'approx' || concepts.length === 1) {
+    coefficients = alpha;
+  } else {
+    // solve G a = IᵀC⁻¹e with G = IᵀC⁻¹I
+    const m = concepts.length;
+    const g = concepts.map((a) => [...concepts.map((b) => dotp(a.iStar, cInvTimes(b.iStar))), dotp(a.iStar, cInvE)]);
+    for (let col = 0; col < m; col++) {
+      for (let row = col + 1; row < m; row++) {
+        const f = g[row]![col]! / g[col]![col]!;
+        for (let k = col; k <= m; k++) g[row]![k]! -= f * g[col]![k]!;
+      }
+    }
+    coefficients = new Array(m).fill(0);
+    for (let row = m - 1; row >= 0; row--) {
+      let s = g[row]![m]!;
+      for (let k = row + 1; k < m; k++) s -= g[row]![k]! * coefficients[k]!;
+      coefficients[row] = s / g[row]![row]!;
+    }
+  }
+  const residual = Float64Array.from(e);
+  concepts.forEach((c, k) => {
+    for (let i = 0; i < n; i++) residual[i]! -= coefficients[k]! * c.iStar[i]!;
+  });
+  const h = new Float64Array(out);
+  for (let o = 0; o < out; o++) {
+    let s = 0;
+    for (let i = 0; i < n; i++) s += w[o * n + i]! * residual[i]!;
+    concepts.forEach((c, k) => {
+      s += sigmoid((alpha[k]! - c.beta) / c.tau) * c.oStar[o]!;
+    });
+    h[o] = s;
+  }
+  return { h, alpha };
+}
