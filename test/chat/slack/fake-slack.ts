@@ -400,6 +400,27 @@ export class FakeSlack {
     });
   }
 
+  /**
+   * Resolves once every Socket Mode connection has closed (after `app.stop()`, before `close()`, so the client
+   * finishes its close handshake instead of waiting out its timeout).
+   */
+  waitForSocketsClosed(timeoutMs = 5000): Promise<void> {
+    if (this.sockets.size === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.events.off('socket-closed', onClosed);
+        reject(new Error('fake slack: a Socket Mode connection stayed open'));
+      }, timeoutMs);
+      const onClosed = () => {
+        if (this.sockets.size > 0) return;
+        clearTimeout(timer);
+        this.events.off('socket-closed', onClosed);
+        resolve();
+      };
+      this.events.on('socket-closed', onClosed);
+    });
+  }
+
   /** Sends an envelope over the open Socket Mode connection and resolves with the app's ack. */
   sendEnvelope(type: SocketEnvelope['type'], payload: unknown, timeoutMs = 5000): Promise<SocketAck> {
     const ws = [...this.sockets].find((s) => s.readyState === s.OPEN);
@@ -421,7 +442,10 @@ export class FakeSlack {
 
   private onSocket(ws: WebSocket): void {
     this.sockets.add(ws);
-    ws.on('close', () => this.sockets.delete(ws));
+    ws.on('close', () => {
+      this.sockets.delete(ws);
+      this.events.emit('socket-closed');
+    });
     ws.on('message', (data) => {
       let ack: SocketAck;
       try { ack = JSON.parse(String(data)) as SocketAck; } catch { return; }
