@@ -37,7 +37,7 @@ export interface InitOptions {
 
 const AUTO_ORDER: Exclude<BackendName, 'auto'>[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
-let webgpu: { opened: OpenedDevice; customKernels: boolean } | undefined;
+let webgpu: { opened: OpenedDevice; kernels: typeof import('./webgpu/kernels.ts') } | undefined;
 
 /** Starts the backend `name` (or the best available for `auto`) and returns the name of the backend in use. */
 export async function initBackend(name: BackendName = 'auto', opts: InitOptions = {}): Promise<string> {
@@ -64,7 +64,7 @@ export function backendInfo(): BackendInfo {
   const name = tf.getBackend();
   if (name !== 'webgpu' || !webgpu) return { name };
   const s: AdapterSummary = webgpu.opened.summary;
-  return { name, adapter: s.adapter, compatibilityMode: s.compatibilityMode, features: s.features, limits: s.limits, customKernels: webgpu.customKernels };
+  return { name, adapter: s.adapter, compatibilityMode: s.compatibilityMode, features: s.features, limits: s.limits, customKernels: webgpu.kernels.customKernelsActive() };
 }
 
 /** Disposes the webgpu backend and its Dawn instance (a live Dawn instance keeps Node from exiting). */
@@ -142,7 +142,10 @@ async function activateWebGPU(log: (msg: string) => void): Promise<void> {
     if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
     const device = opened.device;
     tf.registerBackend('webgpu', () => new WebGPUBackend(device, opened.adapterInfo), 10);
-    webgpu = { opened, customKernels: false };
+    // PERFUSION_WEBGPU_KERNELS=stock keeps tfjs's own kernels (for comparisons and to rule the custom ones out).
+    const kernels = await import('./webgpu/kernels.ts');
+    kernels.setCustomKernels((process.env.PERFUSION_WEBGPU_KERNELS ?? '').trim().toLowerCase() !== 'stock');
+    webgpu = { opened, kernels };
   }
   await setOrExplain('webgpu', 'the WebGPU backend failed to start');
 }

@@ -7,6 +7,7 @@
 // callers keep using these signatures whatever runs underneath.
 import * as tf from '@tensorflow/tfjs-core';
 import type { WeightSource } from '../weights/component-weights.ts';
+import { canFuseAttention, canFuseGroupNorm, fusedAttention, fusedGroupNorm } from '../webgpu/ops.ts';
 
 export interface LinearParams {
   /** [in, out] */
@@ -91,6 +92,7 @@ export function conv2d(x: tf.Tensor4D, p: Conv2dParams, stride = 1, padding: num
 
 /** GroupNorm over NHWC, optionally followed by SiLU (the common pair in resnets). */
 export function groupNorm(x: tf.Tensor4D, p: NormParams, groups: number, eps: number, silu = false): tf.Tensor4D {
+  if (canFuseGroupNorm(x, groups)) return fusedGroupNorm(x, p.gamma, p.beta, groups, eps, silu);
   return tf.tidy(() => {
     const [n, h, w, c] = x.shape;
     const grouped = tf.reshape(x, [n, h, w, groups, c / groups]);
@@ -128,6 +130,7 @@ export function quickGelu(x: tf.Tensor): tf.Tensor {
  * `mask`, when given, is added to the scores (broadcast to [B, heads, Lq, Lk]), e.g. CLIP's causal mask.
  */
 export function attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number, mask?: tf.Tensor): tf.Tensor3D {
+  if (!mask && canFuseAttention(q, k, v, heads)) return fusedAttention(q, k, v, heads);
   return tf.tidy(() => {
     const [b, lq, width] = q.shape;
     const lk = k.shape[1];

@@ -12,6 +12,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { runTiledMatMul } from './matmul-program.ts';
 import { runTiledConv2d, runTiledConv2dBackpropInput, type ConvAttrs } from './conv2d-program.ts';
+import { runFlashAttention } from './attention-program.ts';
+import { runGroupNorm } from './groupnorm-program.ts';
+import { FUSED_ATTENTION, FUSED_GROUP_NORM } from './ops.ts';
 import type { WebGPUBackendLike } from './program-util.ts';
 
 type KernelArgs = { inputs: Record<string, TensorInfo | undefined>; backend: WebGPUBackendLike; attrs: NamedAttrMap };
@@ -30,7 +33,15 @@ const overrides: Record<string, Override> = {
     runTiledConv2dBackpropInput(backend, inputs.dy!, inputs.filter!, attrs as unknown as ConvAttrs & { inputShape: number[] }),
 };
 
-const newKernels: Record<string, (args: KernelArgs) => TensorInfo | TensorInfo[]> = {};
+const newKernels: Record<string, (args: KernelArgs) => TensorInfo> = {
+  [FUSED_ATTENTION]: ({ inputs, backend, attrs }) => {
+    const y = runFlashAttention(backend, inputs.q!, inputs.k!, inputs.v!, attrs.heads as number);
+    if (!y) throw new Error(`${FUSED_ATTENTION}: shapes ${inputs.q!.shape} / ${inputs.k!.shape} are outside the fused program (check canFuseAttention first)`);
+    return y;
+  },
+  [FUSED_GROUP_NORM]: ({ inputs, backend, attrs }) =>
+    runGroupNorm(backend, inputs.x!, inputs.gamma!, inputs.beta!, attrs.groups as number, attrs.eps as number, !!attrs.silu),
+};
 
 let stock: Map<string, KernelConfig> | undefined;
 

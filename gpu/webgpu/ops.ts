@@ -1,0 +1,113 @@
+// The engine's fused ops: multi-head attention and GroupNorm(+SiLU) as single TensorFlow.js kernels.
+//
+// Only backends that register a kernel for them run them (webgpu, see kernels.ts); gpu/sd/nn.ts asks
+// `canFuse…` and otherwise computes the same thing from primitive ops. Their gradients are registered here,
+// for any backend: they recompute the forward from primitives inside one tf.tidy (so nothing of the
+// [Lq, Lk] attention matrix is kept between forward and backward, and the recomputation's intermediates are
+// freed as soon as the node's gradients exist) and apply the closed-form backward.
+// This module imports no backend: it is safe to load on wasm/cpu.
+import * as tf from '@tensorflow/tfjs-core';
+
+export const FUSED_ATTENTION = 'PerfusionAttention';
+export const FUSED_GROUP_NORM = 'PerfusionGroupNorm';
+
+/** Largest head dim the fused attention takes (SD 1.x: 40/80/160); the VAE's 512 stays on matmuls. */
+export const MAX_FUSED_HEAD_DIM = 160;
+
+function hasKernel(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
+/** Whether `fusedAttention` runs on the active backend for these [B, L, heads·d] inputs. */
+export function canFuseAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number): boolean {
+  const d = q.shape[2] / heads;
+  return hasKernel(FUSED_ATTENTION) && Number.isInteger(d) && d % 4 === 0 && d <= MAX_FUSED_HEAD_DIM
+    && k.shape[0] === q.shape[0] && v.shape[0] === q.shape[0] && k.shape[2] === q.shape[2] && v.shape[2] === q.shape[2]
+    && k.shape[1] === v.shape[1] && [q, k, v].every((t) => t.dtype === 'float32');
+}
+
+/** softmax(q·kᵀ/√d)·v per head, on [B, L, heads·d] tensors; returns [B, Lq, heads·d]. */
+export function fusedAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number): tf.Tensor3D {
+  return tf.engine().runKernel(FUSED_ATTENTION, { q, k, v }, { heads }) as tf.Tensor3D;
+}
+
+/** Whether `fusedGroupNorm` runs on the active backend for x [N, H, W, C]. */
+export function canFuseGroupNorm(x: tf.Tensor4D, groups: number): boolean {
+  const c = x.shape[3];
+  return hasKernel(FUSED_GROUP_NORM) && c % 4 === 0 && c % groups === 0 && x.dtype === 'float32';
+}
+
+/** GroupNorm over NHWC with gamma/beta [C], optionally followed by SiLU. */
+export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, groups: number, eps: number, silu: boolean): tf.Tensor4D {
+  return tf.engine().runKernel(FUSED_GROUP_NORM, { x, gamma, beta }, { groups, eps, silu }) as tf.Tensor4D;
+}
+
+/** [B, L, heads·d] → [B, heads, L, d] */
+function splitHeads(t: tf.Tensor, heads: number): tf.Tensor4D {
+  const [b, l, w] = t.shape as [number, number, number];
+  return tf.transpose(tf.reshape(t, [b, l, heads, w / heads]), [0, 2, 1, 3]);
+}
+
+/** [B, heads, L, d] → [B, L, heads·d] */
+function mergeHeads(t: tf.Tensor): tf.Tensor3D {
+  const [b, h, l, d] = t.shape as [number, number, number, number];
+  return tf.reshape(tf.transpose(t, [0, 2, 1, 3]), [b, l, h * d]);
+}
+
+tf.registerGradient({
+  kernelName: FUSED_ATTENTION,
+  inputsToSave: ['q', 'k', 'v'],
+  gradFunc: (dy, saved, attrs) => {
+    const [q, k, v] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+    const heads = (attrs as unknown as { heads: number }).heads;
+    const [dq, dk, dv] = tf.tidy(() => {
+      const scale = 1 / Math.sqrt(q.shape[2] / heads);
+      const qh = splitHeads(q, heads);
+      const kh = splitHeads(k, heads);
+      const vh = splitHeads(v, heads);
+      const g = splitHeads(dy as tf.Tensor, heads);
+      const p = tf.softmax(tf.mul(tf.matMul(qh, kh, false, true), scale));
+      const dp = tf.matMul(g, vh, false, true);
+      // softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P))
+      const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
+      return [
+        mergeHeads(tf.mul(tf.matMul(ds, kh), scale)),
+        mergeHeads(tf.mul(tf.matMul(ds, qh, true, false), scale)),
+        mergeHeads(tf.matMul(p, g, true, false)),
+      ];
+    });
+    return { q: () => dq!, k: () => dk!, v: () => dv! };
+  },
+});
+
+tf.registerGradient({
+  kernelName: FUSED_GROUP_NORM,
+  inputsToSave: ['x', 'gamma', 'beta'],
+  gradFunc: (dz, saved, attrs) => {
+    const [x, gamma, beta] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D];
+    const { groups, eps, silu } = attrs as unknown as { groups: number; eps: number; silu: boolean };
+    const [dx, dgamma, dbeta] = tf.tidy(() => {
+      const [n, h, w, c] = x.shape;
+      const grouped = tf.reshape(x, [n, h, w, groups, c / groups]);
+      const { mean, variance } = tf.moments(grouped, [1, 2, 4], true);
+      const rstd = tf.rsqrt(tf.add(variance, eps));
+      const xhat = tf.reshape(tf.mul(tf.sub(grouped, mean), rstd), [n, h, w, c]);
+      let dy = dz as tf.Tensor;
+      if (silu) {
+        // d/dy [y·σ(y)] = σ(y)·(1 + y·(1 − σ(y)))
+        const y = tf.add(tf.mul(xhat, gamma), beta);
+        const sig = tf.sigmoid(y);
+        dy = tf.mul(dy, tf.mul(sig, tf.add(1, tf.mul(y, tf.sub(1, sig)))));
+      }
+      const dgamma = tf.sum(tf.mul(dy, xhat), [0, 1, 2]);
+      const dbeta = tf.sum(dy, [0, 1, 2]);
+      // x̂ backward per group: dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))
+      const dxhat = tf.reshape(tf.mul(dy, gamma), [n, h, w, groups, c / groups]);
+      const xhatG = tf.reshape(xhat, [n, h, w, groups, c / groups]);
+      const dxG = tf.mul(rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, [1, 2, 4], true)),
+        tf.mul(xhatG, tf.mean(tf.mul(dxhat, xhatG), [1, 2, 4], true))));
+      return [tf.reshape(dxG, [n, h, w, c]), dgamma, dbeta];
+    });
+    return { x: () => dx!, gamma: () => dgamma!, beta: () => dbeta! };
+  },
+});
