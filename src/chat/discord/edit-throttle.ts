@@ -1,0 +1,111 @@
+// Paces edits of one Discord message (progress of a job): at most one edit per interval, edits never overlap,
+// states that arrive in between are coalesced, and the last state is always delivered.
+import { systemClock, type Clock, type TimerHandle } from './clock.ts';
+
+/** Discord accepts about five edits per 5 s on one message; one per 2.5 s leaves room for other calls. */
+export const DEFAULT_EDIT_INTERVAL_MS = 2_500;
+
+export interface EditThrottleOptions<T> {
+  /** Performs one edit. Never called again before the previous call settled. */
+  send: (state: T) => Promise<void>;
+  minIntervalMs?: number;
+  clock?: Clock;
+  /** Called when an intermediate edit fails; the throttle carries on with the next state. */
+  onError?: (error: unknown, state: T) => void;
+}
+
+export class EditThrottle<T> {
+  readonly #send: (state: T) => Promise<void>;
+  readonly #interval: number;
+  readonly #clock: Clock;
+  readonly #onError: (error: unknown, state: T) => void;
+  #pending: { state: T } | null = null;
+  #lastStartedAt = Number.NEGATIVE_INFINITY;
+  #inFlight = false;
+  #timer: TimerHandle | null = null;
+  #closed = false;
+  #final: { resolve: () => void; reject: (error: unknown) => void } | null = null;
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(options: EditThrottleOptions<T>) {
+    this.#send = options.send;
+    this.#interval = options.minIntervalMs ?? DEFAULT_EDIT_INTERVAL_MS;
+    this.#clock = options.clock ?? systemClock;
+    this.#onError = options.onError ?? (() => {});
+  }
+
+  /** Offers a new state; it replaces any state not yet sent. Ignored after finish() or cancel(). */
+  update(state: T): void {
+    if (this.#closed) return;
+    this.#pending = { state };
+    this.#schedule();
+  }
+
+  /**
+   * Offers the final state and resolves once it was delivered (still respecting the interval), or rejects with
+   * the error of that last edit so the caller can deliver another way. Later updates are ignored.
+   */
+  finish(state: T): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('EditThrottle is already finished or cancelled'));
+    this.#closed = true;
+    this.#pending = { state };
+    const done = new Promise<void>((resolve, reject) => { this.#final = { resolve, reject }; });
+    this.#schedule();
+    return done;
+  }
+
+  /** Drops anything not yet sent and stops; an edit already under way still completes. */
+  cancel(): void {
+    this.#closed = true;
+    this.#pending = null;
+    if (this.#timer !== null) { this.#clock.clearTimeout(this.#timer); this.#timer = null; }
+    this.#final?.reject(new Error('EditThrottle was cancelled'));
+    this.#final = null;
+    this.#notifyIdleIfSettled();
+  }
+
+  /** Resolves when nothing is pending or in flight. */
+  idle(): Promise<void> {
+    if (!this.#inFlight && this.#pending === null) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #schedule(): void {
+    if (this.#inFlight || this.#timer !== null || this.#pending === null) return;
+    const wait = this.#lastStartedAt + this.#interval - this.#clock.now();
+    if (wait <= 0) { void this.#deliver(); return; }
+    this.#timer = this.#clock.setTimeout(() => { this.#timer = null; void this.#deliver(); }, wait);
+  }
+
+  async #deliver(): Promise<void> {
+    const pending = this.#pending;
+    if (pending === null) return;
+    this.#pending = null;
+    this.#inFlight = true;
+    this.#lastStartedAt = this.#clock.now();
+    const isFinal = this.#closed && this.#final !== null;
+    let failure: { error: unknown } | null = null;
+    try {
+      await this.#send(pending.state);
+    } catch (error) {
+      failure = { error };
+    }
+    this.#inFlight = false;
+    if (isFinal && this.#pending === null) {
+      const final = this.#final;
+      this.#final = null;
+      if (failure) final?.reject(failure.error); else final?.resolve();
+    } else if (failure) {
+      this.#onError(failure.error, pending.state);
+    }
+    this.#schedule();
+    this.#notifyIdleIfSettled();
+  }
+
+  #notifyIdleIfSettled(): void {
+    if (this.#inFlight || this.#pending !== null) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
