@@ -33,11 +33,12 @@ export interface PerfusionEditOptions {
    */
   editItems?: readonly boolean[];
   /**
-   * Global key-locking (spec §4.3): the K path projects this [B, L, in] instead of the context the UNet passes —
-   * the super prompt's encoding (each concept replaced by its category word) on conditional items and the
-   * unconditional encoding on unconditional ones. The caller owns it and keeps it alive while the edit is used.
+   * Global key-locking (spec §4.3): per batch item, the encoding [1, L, in] its K path projects instead of its
+   * own context — the super prompt's (each concept replaced by its category word) for conditional items — or
+   * null to keep its own (the unconditional branch). The caller owns these tensors and keeps them alive while
+   * the edit is used.
    */
-  keyContext?: tf.Tensor3D;
+  keyContexts?: readonly (tf.Tensor3D | null)[];
 }
 
 interface LayerEdits {
@@ -54,7 +55,7 @@ export class PerfusionEdit implements CrossAttentionEdit {
   private readonly concepts: PreparedConcepts;
   private readonly layers = new Map<string, LayerEdits>();
   private readonly itemScale: tf.Tensor1D | undefined;
-  private readonly keyContext: tf.Tensor3D | undefined;
+  private readonly keyContexts: readonly (tf.Tensor3D | null)[] | undefined;
 
   constructor(concepts: readonly ConceptArtifact[], model: EditModel, options: PerfusionEditOptions = {}) {
     if (concepts.length === 0) throw new Error('PerfusionEdit needs at least one concept');
@@ -64,7 +65,7 @@ export class PerfusionEdit implements CrossAttentionEdit {
       names.add(c.name);
       checkCompatible(c, { modelHash: model.modelHash, covarianceHash: model.covariance.hash, layers: model.layers });
     }
-    this.keyContext = options.keyContext;
+    this.keyContexts = options.keyContexts;
     this.concepts = PreparedConcepts.create(model.covariance.inverse, model.covariance.hidden,
       concepts.map((c) => ({ iStar: c.iStar, beta: c.beta, tau: c.tau })), options.projection ?? 'exact');
     try {
@@ -93,14 +94,26 @@ export class PerfusionEdit implements CrossAttentionEdit {
   project(layer: CrossAttentionLayer, which: 'k' | 'v', context: tf.Tensor3D): tf.Tensor3D {
     const edits = this.layers.get(layer.name);
     if (!edits) throw new Error(`Perfusion has no edit for the cross-attention layer ${layer.name}`);
-    const input = which === 'k' && this.keyContext ? this.keyContext : context;
-    if (input !== context && !sameShape(input.shape, context.shape)) {
-      throw new Error(`the key-lock context is [${input.shape.join(', ')}] but ${layer.name} gets [${context.shape.join(', ')}]`);
+    const [batch, length, width] = context.shape;
+    if (this.itemScale && this.itemScale.shape[0] !== batch) {
+      throw new Error(`the edit was set up for ${this.itemScale.shape[0]} batch items but ${layer.name} gets ${batch}`);
     }
-    if (this.itemScale && this.itemScale.shape[0] !== context.shape[0]) {
-      throw new Error(`the edit was set up for ${this.itemScale.shape[0]} batch items but ${layer.name} gets ${context.shape[0]}`);
+    if (which === 'v') return edits.v.apply(context, edits.oV, this.itemScale);
+    const keyContexts = this.keyContexts;
+    if (!keyContexts) return edits.k.apply(context, edits.oK, this.itemScale);
+    if (keyContexts.length !== batch) {
+      throw new Error(`the key-lock contexts are set up for ${keyContexts.length} batch items but ${layer.name} gets ${batch}`);
     }
-    return which === 'k' ? edits.k.apply(input, edits.oK, this.itemScale) : edits.v.apply(input, edits.oV, this.itemScale);
+    return tf.tidy(() => {
+      const items = keyContexts.map((k, b) => {
+        if (!k) return tf.slice(context, [b, 0, 0], [1, length, width]);
+        if (k.shape[0] !== 1 || k.shape[1] !== length || k.shape[2] !== width) {
+          throw new Error(`the key-lock context of item ${b} is [${k.shape.join(', ')}]; ${layer.name} needs [1, ${length}, ${width}]`);
+        }
+        return k;
+      });
+      return edits.k.apply(tf.concat(items, 0) as tf.Tensor3D, edits.oK, this.itemScale);
+    });
   }
 
   dispose(): void {
@@ -256,8 +269,4 @@ export class PerfusionTrainingEdit implements CrossAttentionEdit {
     this.concepts?.dispose();
     this.concepts = null;
   }
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -241,27 +241,36 @@ test('generation edit: two concepts with their own β/τ, exact and approximate 
   }
 });
 
-test('§12.16 global key-locking wiring: K sees the key context (super prompt), V the concept prompt; off, both see the prompt', async () => {
+test('§12.16 global key-locking wiring: K sees the super prompt (the uncond item its own), V the concept prompt; off, both see the prompt', async () => {
   const next = randomNormal(21);
-  const superEncodings = randomVector(encodings.length, next);
-  const keyContext = tf.tensor3d(superEncodings, [2, 77, HIDDEN]);
-  const locked = new PerfusionEdit([concept('rex')], model(), { keyContext });
+  const superEncoding = randomVector(77 * HIDDEN, next);
+  const superContext = tf.tensor3d(superEncoding, [1, 77, HIDDEN]);
+  // item 0 plays the unconditional branch (keeps its own encoding on K), item 1 the conditional one
+  const locked = new PerfusionEdit([concept('rex')], model(), { keyContexts: [null, superContext] });
   const local = new PerfusionEdit([concept('rex')], model());
   try {
     const l = 5;
+    const out = layers[l]!.outDim;
     const gates = { beta: 0.7, tau: 0.15 };
+    const expect = (context: Float32Array, which: 'k' | 'v') =>
+      reference(context, weights[l]![which], out, [{ iStar, oStar: (which === 'k' ? oK : oV)[l]!, ...gates }]);
     const kLocked = await project(locked, layers[l]!, 'k', encodings);
     const vLocked = await project(locked, layers[l]!, 'v', encodings);
-    assert.ok(relativeError(kLocked, reference(superEncodings, weights[l]!.k, layers[l]!.outDim, [{ iStar, oStar: oK[l]!, ...gates }])) < 1e-5);
-    assert.ok(relativeError(vLocked, reference(encodings, weights[l]!.v, layers[l]!.outDim, [{ iStar, oStar: oV[l]!, ...gates }])) < 1e-5);
+    const keyInputs = new Float32Array(encodings.length);
+    keyInputs.set(encodings.subarray(0, 77 * HIDDEN));
+    keyInputs.set(superEncoding, 77 * HIDDEN);
+    assert.ok(relativeError(kLocked, expect(keyInputs, 'k')) < 1e-5);
+    assert.ok(relativeError(vLocked, expect(encodings, 'v')) < 1e-5);
+    assert.ok(relativeError(kLocked.subarray(77 * out), expect(encodings, 'k').subarray(77 * out)) > 1e-2, 'K of the conditional item must change');
     const kLocal = await project(local, layers[l]!, 'k', encodings);
-    assert.ok(relativeError(kLocal, reference(encodings, weights[l]!.k, layers[l]!.outDim, [{ iStar, oStar: oK[l]!, ...gates }])) < 1e-5);
+    assert.ok(relativeError(kLocal, expect(encodings, 'k')) < 1e-5);
+    assert.ok(Buffer.from(kLocal.slice(0, 77 * out).buffer).equals(Buffer.from(kLocked.slice(0, 77 * out).buffer)));
     assert.ok(Buffer.from((await project(local, layers[l]!, 'v', encodings)).buffer).equals(Buffer.from(vLocked.buffer)));
-    assert.throws(() => tf.tidy(() => locked.project(layers[l]!, 'k', tf.zeros([1, 77, HIDDEN]) as tf.Tensor3D)), /key-lock context/);
+    assert.throws(() => tf.tidy(() => locked.project(layers[l]!, 'k', tf.zeros([1, 77, HIDDEN]) as tf.Tensor3D)), /key-lock contexts are set up for 2/);
   } finally {
     locked.dispose();
     local.dispose();
-    keyContext.dispose();
+    superContext.dispose();
   }
 });
 
