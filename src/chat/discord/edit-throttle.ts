@@ -1,5 +1,6 @@
-// Paces edits of one Discord message (progress of a job): at most one edit per interval, edits never overlap,
-// states that arrive in between are coalesced, and the last state is always delivered.
+// Paces edits of one Discord message (progress of a job): edits never overlap, the next one starts at least one
+// interval after the previous one finished (so they also arrive at Discord at least that far apart), states that
+// arrive in between are coalesced, and the last state is always delivered.
 import { systemClock, type Clock, type TimerHandle } from './clock.ts';
 
 /** Discord accepts about five edits per 5 s on one message; one per 2.5 s leaves room for other calls. */
@@ -20,7 +21,7 @@ export class EditThrottle<T> {
   readonly #clock: Clock;
   readonly #onError: (error: unknown, state: T) => void;
   #pending: { state: T } | null = null;
-  #lastStartedAt = Number.NEGATIVE_INFINITY;
+  #lastFinishedAt = Number.NEGATIVE_INFINITY;
   #inFlight = false;
   #timer: TimerHandle | null = null;
   #closed = false;
@@ -72,7 +73,7 @@ export class EditThrottle<T> {
 
   #schedule(): void {
     if (this.#inFlight || this.#timer !== null || this.#pending === null) return;
-    const wait = this.#lastStartedAt + this.#interval - this.#clock.now();
+    const wait = this.#lastFinishedAt + this.#interval - this.#clock.now();
     if (wait <= 0) { void this.#deliver(); return; }
     this.#timer = this.#clock.setTimeout(() => { this.#timer = null; void this.#deliver(); }, wait);
   }
@@ -82,7 +83,6 @@ export class EditThrottle<T> {
     if (pending === null) return;
     this.#pending = null;
     this.#inFlight = true;
-    this.#lastStartedAt = this.#clock.now();
     const isFinal = this.#closed && this.#final !== null;
     let failure: { error: unknown } | null = null;
     try {
@@ -91,6 +91,7 @@ export class EditThrottle<T> {
       failure = { error };
     }
     this.#inFlight = false;
+    this.#lastFinishedAt = this.#clock.now();
     if (isFinal && this.#pending === null) {
       const final = this.#final;
       this.#final = null;

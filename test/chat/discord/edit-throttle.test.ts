@@ -53,7 +53,7 @@ test('the first state goes out at once; states inside the interval are coalesced
   assert.deepEqual(r.sent[2], { at: t0 + 12_500, state: 'step 1/30' }, 'after a quiet spell the next state goes out at once');
 });
 
-test('edits never overlap: a slow edit delays the next one, which then carries the latest state', async () => {
+test('edits never overlap: the next one starts an interval after a slow one finished, with the latest state', async () => {
   const clock = new ManualClock();
   const r = recorder(clock);
   const throttle = new EditThrottle({ send: r.send, clock, minIntervalMs: 2_000 });
@@ -67,8 +67,12 @@ test('edits never overlap: a slow edit delays the next one, which then carries t
   assert.deepEqual(r.sent.map((s) => s.state), ['a'], 'still waiting for the first edit');
   r.release();
   release();
-  await clock.advance(0);
+  const finishedAt = clock.now();
+  await clock.advance(1_999);
+  assert.deepEqual(r.sent.map((s) => s.state), ['a'], 'the interval counts from when the slow edit finished');
+  await clock.advance(1);
   assert.deepEqual(r.sent.map((s) => s.state), ['a', 'c']);
+  assert.equal(r.sent[1]!.at, finishedAt + 2_000);
   assert.equal(r.maxInFlight, 1);
 });
 
