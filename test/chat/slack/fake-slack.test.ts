@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { LogLevel, type App, type BlockAction, type ButtonAction } from '@slack/bolt';
 import { FakeSlack, type LoggedRequest } from './fake-slack.ts';
-import { SlackRequestSender, signRequest, slashCommandBody, sendSigned, FORM, type Workspace } from './signed-requests.ts';
+import { SlackRequestSender, blockActionsPayload, eventCallbackBody, signRequest, slashCommandBody, sendSigned, FORM, type Workspace } from './signed-requests.ts';
 import { pngImage, jpegImage } from './test-images.ts';
 import { slackConfigFromEnv, type SlackConfig } from '../../../src/chat/slack/config.ts';
 import { createBoltApp, startBoltApp } from '../../../src/chat/slack/app.ts';
@@ -28,6 +28,7 @@ const IMAGINE_STEPS = 20;
 const PROGRESS_BURST = 5;
 
 interface Seen {
+  mentions: Array<{ user: string; fileIds: string[] }>;
   downloads: DownloadedImage[][];
   downloadErrors: SlackFileError[];
   clicks: Array<{ action: string; id: string; user: string }>;
@@ -117,6 +118,11 @@ function installFlows(app: App, fake: FakeSlack, config: SlackConfig, seen: Seen
     await throttle.finish(ref, resultMessage({ generationId, prompt: command.text, details: 'seed 42 · 20 steps', requesterUserId: command.user_id }));
   });
 
+  app.event('app_mention', async ({ event }) => {
+    const files = (event as { files?: SlackFileInfo[] }).files ?? [];
+    seen.mentions.push({ user: event.user ?? '', fileIds: files.map((f) => f.id) });
+  });
+
   app.action<BlockAction<ButtonAction>>(BUTTON_ACTION_PATTERN, async ({ ack, action, body, client, respond }) => {
     await ack();
     const parsed = parseButtonActionId(action.action_id)!;
@@ -147,7 +153,7 @@ describe('real Bolt 5 app against the fake Slack API (HTTP receiver)', () => {
   let workspace: Workspace;
   let throttle: ChatUpdateThrottle<{ text: string; blocks: unknown[] }>;
   let skewMs = 0;
-  const seen: Seen = { downloads: [], downloadErrors: [], clicks: [], viewsOpenErrors: [] };
+  const seen: Seen = { mentions: [], downloads: [], downloadErrors: [], clicks: [], viewsOpenErrors: [] };
 
   before(async () => {
     fake = await FakeSlack.start({ now: () => Date.now() + skewMs });
@@ -404,6 +410,17 @@ describe('real Bolt 5 app against the fake Slack API (HTTP receiver)', () => {
     await fake.waitFor('views.open', () => true, { after: before });
   });
 
+  it('an Events API delivery (app_mention with shared images) reaches the event listener', async () => {
+    const f = fake.addFile({ name: 'm.png', bytes: await pngImage(), user: ANA, channel: CHANNEL });
+    const res = await sender.event({
+      type: 'app_mention', user: ANA, text: `<@${fake.botUserId}> teach mug mug`, ts: '1712345678.000200', channel: CHANNEL,
+      event_ts: '1712345678.000200', files: [f], upload: true,
+    });
+    assert.equal(res.status, 200);
+    for (let i = 0; i < 50 && seen.mentions.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(seen.mentions, [{ user: ANA, fileIds: [f.id] }]);
+  });
+
   it('answers the url_verification challenge', async () => {
     const res = await sender.urlVerification('challenge-token-123');
     assert.equal(res.status, 200);
@@ -451,6 +468,9 @@ describe('real Bolt 5 app against the fake Slack API (Socket Mode)', () => {
       await ack();
       received.push(`action:${action.action_id}`);
     });
+    app.event('app_mention', async ({ event }) => {
+      received.push(`event:${event.text}`);
+    });
     assert.equal(await startBoltApp(app, config), null);
     await fake.waitForSocket();
   });
@@ -482,11 +502,18 @@ describe('real Bolt 5 app against the fake Slack API (Socket Mode)', () => {
   });
 
   it('an interactive envelope (button click) is acked and routed by action_id', async () => {
-    const { blockActionsPayload } = await import('./signed-requests.ts');
     const ack = await fake.sendEnvelope('interactive', blockActionsPayload(workspace(), {
       userId: ANA, triggerId: fake.newTriggerId(), responseUrl: fake.newResponseUrl(), actionId: 'variations:gen-9', channelId: CHANNEL, messageTs: '1.000001',
     }));
     assert.ok(ack.envelope_id);
     assert.deepEqual(received.at(-1), 'action:variations:gen-9');
+  });
+
+  it('an events_api envelope is acked and reaches the event listener', async () => {
+    const body = JSON.parse(eventCallbackBody(workspace(), { type: 'app_mention', user: ANA, text: 'hello bot', ts: '1.000002', channel: CHANNEL, event_ts: '1.000002' }));
+    const ack = await fake.sendEnvelope('events_api', body);
+    assert.ok(ack.envelope_id);
+    for (let i = 0; i < 50 && received.at(-1) !== 'event:hello bot'; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(received.at(-1), 'event:hello bot');
   });
 });
