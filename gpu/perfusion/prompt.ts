@@ -88,7 +88,7 @@ export function prepareConceptPrompt(
   const mentions = findConceptMentions(prompt);
   const unknown = [...new Set(mentions.map((m) => m.name).filter((n) => !resolve(n)))];
   if (unknown.length) {
-    const known = available.map((c) => c.name).sort();
+    const known = available.map((c) => c.name).sort((a, b) => a.localeCompare(b));
     throw new UnknownConceptError(unknown, new Map(unknown.map((n) => [n, closestNames(n, known)])), known);
   }
 
