@@ -21,3 +21,5 @@ export {
   UnknownConceptError,
 } from './prompt.ts';
 export type { ConceptMention, ConceptPrompt, EncodeText } from './prompt.ts';
+export { corpusSizeFor, createPerfusionConditioner, modelCovariance } from './conditioner.ts';
+export type { CovarianceOptions, PerfusionConditionerOptions, PerfusionPipeline } from './conditioner.ts';
