@@ -227,6 +227,9 @@ export class FakeSlack {
         res.end(`fake slack error: ${error instanceof Error ? error.message : String(error)}`);
       });
     });
+    // Keep idle connections longer than clients do, so a client never reuses a socket the fake is just closing
+    // (ECONNRESET) — likely when a test blocks the event loop for seconds, e.g. while the engine generates.
+    this.server.keepAliveTimeout = 60_000;
     this.wss = new WebSocketServer({ noServer: true });
     this.server.on('upgrade', (req, socket, head) => {
       const url = new URL(req.url ?? '/', 'http://fake');
