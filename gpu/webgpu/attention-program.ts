@@ -9,7 +9,6 @@
 // log2(e)/√d folded into q. Workgroup-memory reads are broadcasts (every thread reads the same key).
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
-import { USE_UNIFORMS } from './gemm-tiling.ts';
 import type { WebGPUBackendLike } from './program-util.ts';
 import { MAX_FUSED_HEAD_DIM } from './ops.ts';
 
@@ -33,15 +32,23 @@ export interface AttentionTiling {
   chunk: number;
 }
 
-/** Tunables the benchmark sweeps; the defaults are what the engine uses. */
-export const attentionTuning = { threads: 64, rowsPerThreadSmallD: 2, maxKeysPerBlock: 64, chunk: 8 };
+/**
+ * Tunables the benchmark sweeps; the defaults are what the engine uses. Small head dims keep two query rows per
+ * thread (two rows share every key/value read from workgroup memory); large ones one row and smaller chunks,
+ * to bound the registers a thread holds (q and the accumulator: 2·d floats per row).
+ */
+export const attentionTuning = {
+  threads: 64,
+  /** [max head dim, rows per thread, chunk] */
+  byHeadDim: [[48, 2, 8], [96, 1, 8], [MAX_FUSED_HEAD_DIM, 1, 4]] as Array<[number, number, number]>,
+  maxKeysPerBlock: 64,
+};
 
 export function chooseAttentionTiling(s: AttentionShape, maxWorkgroupBytes: number): AttentionTiling {
-  const { threads, chunk } = attentionTuning;
-  const rowsPerThread = s.d <= 48 ? attentionTuning.rowsPerThreadSmallD : 1;
+  const { threads } = attentionTuning;
+  const [, rowsPerThread, chunk] = attentionTuning.byHeadDim.find(([maxD]) => s.d <= maxD) ?? [0, 1, 4];
   const fit = Math.floor(maxWorkgroupBytes / (2 * s.d * 4) / chunk) * chunk;
-  const needed = Math.ceil(s.lk / chunk) * chunk;
-  const keysPerBlock = Math.max(chunk, Math.min(attentionTuning.maxKeysPerBlock, fit, needed));
+  const keysPerBlock = Math.max(chunk, Math.min(attentionTuning.maxKeysPerBlock, fit));
   return { threads, rowsPerThread, keysPerBlock, chunk };
 }
 
@@ -54,16 +61,22 @@ export class FlashAttentionProgram implements WebGPUProgram {
   dispatchLayout = { x: [] as number[], y: [0] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
+  /** sequence lengths and head count are uniforms, so self- and cross-attention of one width share a pipeline */
+  uniforms = 'lq : i32, lk : i32, heads : i32,';
 
   constructor(private s: AttentionShape, private t: AttentionTiling) {
     this.outputShape = [s.batch, s.lq, s.heads * s.d];
     this.workgroupSize = [t.threads, 1, 1];
     this.dispatch = [Math.ceil(s.lq / (t.threads * t.rowsPerThread)), s.heads, s.batch];
-    this.shaderKey = `perfusionFlashAttention_${JSON.stringify(s)}_${JSON.stringify(t)}`;
+    this.shaderKey = `perfusionFlashAttention_${s.d}_${JSON.stringify(t)}`;
+  }
+
+  uniformData(): Array<{ type: string; data: number[] }> {
+    return [{ type: 'int32', data: [this.s.lq] }, { type: 'int32', data: [this.s.lk] }, { type: 'int32', data: [this.s.heads] }];
   }
 
   getUserCode(): string {
-    const { heads, lq, lk, d } = this.s;
+    const { d } = this.s;
     const { threads, rowsPerThread: rq, keysPerBlock: kb, chunk: ch } = this.t;
     const d4 = d / 4;
     const scale = Math.LOG2E / Math.sqrt(d);
@@ -76,27 +89,29 @@ export class FlashAttentionProgram implements WebGPUProgram {
     e(`var<workgroup> sK : array<vec4<f32>, ${kb * d4}>;`);
     e(`var<workgroup> sV : array<vec4<f32>, ${kb * d4}>;`);
     e(`fn main() {`);
-    e(`  ${USE_UNIFORMS}`);
+    e(`  let lq = uniforms.lq;`);
+    e(`  let lk = uniforms.lk;`);
+    e(`  let heads = uniforms.heads;`);
     e(`  let tid = i32(localIndex);`);
     e(`  let b = i32(workgroupId.z);`);
     e(`  let h = i32(workgroupId.y);`);
     e(`  let row0 = i32(workgroupId.x) * ${threads * rq} + tid;`);
     for (const r of R) {
-      e(`  let qBase${r} = ((b * ${lq} + min(row0 + ${r * threads}, ${lq - 1})) * ${heads} + h) * ${d4};`);
+      e(`  let qBase${r} = ((b * lq + min(row0 + ${r * threads}, lq - 1)) * heads + h) * ${d4};`);
       for (const i of I) e(`  let q${r}_${i} = Q[qBase${r} + ${i}] * ${f(scale)};`);
       for (const i of I) e(`  var o${r}_${i} = vec4<f32>(0.0);`);
       e(`  var m${r} = -1.0e30;`);
       e(`  var l${r} = 0.0;`);
     }
-    e(`  for (var k0 = 0; k0 < ${lk}; k0 += ${kb}) {`);
+    e(`  for (var k0 = 0; k0 < lk; k0 += ${kb}) {`);
     e(`    workgroupBarrier();`);
     e(`    for (var idx = tid; idx < ${kb * d4}; idx += ${threads}) {`);
     e(`      let j = idx / ${d4};`);
     e(`      let key = k0 + j;`);
     e(`      var kv = vec4<f32>(0.0);`);
     e(`      var vv = vec4<f32>(0.0);`);
-    e(`      if (key < ${lk}) {`);
-    e(`        let g = ((b * ${lk} + key) * ${heads} + h) * ${d4} + idx - j * ${d4};`);
+    e(`      if (key < lk) {`);
+    e(`        let g = ((b * lk + key) * heads + h) * ${d4} + idx - j * ${d4};`);
     e(`        kv = K[g];`);
     e(`        vv = V[g];`);
     e(`      }`);
@@ -104,7 +119,7 @@ export class FlashAttentionProgram implements WebGPUProgram {
     e(`      sV[idx] = vv;`);
     e(`    }`);
     e(`    workgroupBarrier();`);
-    e(`    let valid = min(${kb}, ${lk} - k0);`);
+    e(`    let valid = min(${kb}, lk - k0);`);
     e(`    for (var j0 = 0; j0 < valid; j0 += ${ch}) {`);
     for (const c of C) {
       for (const r of R) {
@@ -112,12 +127,10 @@ export class FlashAttentionProgram implements WebGPUProgram {
         e(`      var s${r}_${c} = ${terms.join(' + ')};`);
       }
     }
-    if (lk % ch !== 0) {
-      // only the last chunk of the last block can hold keys past lk
-      e(`      if (j0 + ${ch} > valid) {`);
-      for (const c of C) for (const r of R) e(`        if (j0 + ${c} >= valid) { s${r}_${c} = -1.0e30; }`);
-      e(`      }`);
-    }
+    // only the last chunk of the last block can hold keys past lk
+    e(`      if (j0 + ${ch} > valid) {`);
+    for (const c of C) for (const r of R) e(`        if (j0 + ${c} >= valid) { s${r}_${c} = -1.0e30; }`);
+    e(`      }`);
     for (const r of R) {
       const maxExpr = C.reduce((acc, c) => `max(${acc}, s${r}_${c})`, `m${r}`);
       e(`      let mNew${r} = ${maxExpr};`);
@@ -137,7 +150,7 @@ export class FlashAttentionProgram implements WebGPUProgram {
     e(`    }`);
     e(`  }`);
     for (const r of R) {
-      e(`  if (row0 + ${r * threads} < ${lq}) {`);
+      e(`  if (row0 + ${r * threads} < lq) {`);
       e(`    let inv = 1.0 / l${r};`);
       for (const i of I) e(`    result[qBase${r} + ${i}] = o${r}_${i} * inv;`);
       e(`  }`);
@@ -158,5 +171,9 @@ export function runFlashAttention(backend: WebGPUBackendLike, q: TensorInfo, k: 
   if ([q, k, v].some((t) => t.dtype !== 'float32')) return null;
   const shape = { batch, heads, lq, lk, d };
   const tiling = chooseAttentionTiling(shape, backend.device.limits.maxComputeWorkgroupStorageSize);
-  return backend.runWebGPUProgram(new FlashAttentionProgram(shape, tiling), [q, k, v], 'float32');
+  const program = new FlashAttentionProgram(shape, tiling);
+  // tfjs keys its pipeline cache on whether input shapes equal the output shape; as rank-2 views the inputs
+  // never do, so self- and cross-attention of one head dim share one compiled pipeline.
+  const flat = (t: TensorInfo): TensorInfo => ({ dataId: t.dataId, dtype: t.dtype, shape: [t.shape[0]! * t.shape[1]!, t.shape[2]!] });
+  return backend.runWebGPUProgram(program, [flat(q), flat(k), flat(v)], 'float32', program.uniformData());
 }

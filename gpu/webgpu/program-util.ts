@@ -10,8 +10,11 @@ export interface WebGPUBackendLike {
   disposeData(dataId: object, force?: boolean): boolean;
 }
 
-/** Workgroups that keep a large GPU busy; smaller problems use the small tile to get more workgroups. */
-const ENOUGH_WORKGROUPS = 256;
+/**
+ * Tunables the benchmark sweeps (and tests set, to reach every tile at small sizes). A problem uses the large
+ * tile when that still gives `largeTileMinWorkgroups` workgroups (a large GPU has 100+ SMs), else the small one.
+ */
+export const gemmTuning = { largeTileMinWorkgroups: 256 };
 
 /** The largest GEMM tile the device can hold that still gives enough workgroups; null if none fits the device. */
 export function chooseGemmTile(backend: WebGPUBackendLike, batch: number, m: number, n: number): GemmTile | null {
@@ -22,6 +25,6 @@ export function chooseGemmTile(backend: WebGPUBackendLike, batch: number, m: num
   };
   const large = GEMM_TILES.large;
   const workgroups = batch * Math.ceil(m / large.bm) * Math.ceil(n / large.bn);
-  if (workgroups >= ENOUGH_WORKGROUPS && fits(large)) return large;
+  if (workgroups >= gemmTuning.largeTileMinWorkgroups && fits(large)) return large;
   return fits(GEMM_TILES.small) ? GEMM_TILES.small : null;
 }
