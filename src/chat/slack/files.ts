@@ -21,8 +21,8 @@ export type SlackFileErrorCode =
 
 /** A file that could not be used; `message` is worded for the person who shared it. */
 export class SlackFileError extends Error {
-  constructor(readonly code: SlackFileErrorCode, readonly fileName: string, message: string) {
-    super(message);
+  constructor(readonly code: SlackFileErrorCode, readonly fileName: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'SlackFileError';
   }
 }
@@ -66,8 +66,13 @@ function isTrustedUrl(url: URL, trustedOrigins: readonly string[]): boolean {
   return trustedOrigins.some((origin) => new URL(origin).origin === url.origin);
 }
 
-function megabytes(n: number): string {
-  return `${Math.round((n / (1024 * 1024)) * 10) / 10} MB`;
+function formatSize(bytes: number): string {
+  if (bytes < 1024 * 1024) return `${Math.ceil(bytes / 1024)} KB`;
+  return `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
+}
+
+function formatDuration(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }
 
 /**
@@ -78,11 +83,19 @@ function megabytes(n: number): string {
 export async function downloadSlackImage(file: SlackFileInfo, opts: DownloadOptions): Promise<DownloadedImage> {
   const maxBytes = opts.maxBytes ?? MAX_IMAGE_BYTES;
   let info = file;
-  if (!info.url_private_download && !info.url_private && opts.fileInfo) info = await opts.fileInfo(file.id);
+  if (!info.url_private_download && !info.url_private && opts.fileInfo) {
+    try {
+      info = { ...file, ...(await opts.fileInfo(file.id)) };
+    } catch (error) {
+      throw new SlackFileError('no_url', file.name ?? file.id,
+        `I could not look up "${file.name ?? file.id}" in Slack, so I can't read it. Please upload the image itself `
+        + '(a workspace admin may need to give the app the files:read permission).', { cause: error });
+    }
+  }
   const name = info.name ?? info.title ?? info.id;
   const shown = `"${name}"`;
   if (info.size !== undefined && info.size > maxBytes) {
-    throw new SlackFileError('too_large', name, `${shown} is ${megabytes(info.size)}; images can be at most ${megabytes(maxBytes)}. Please share a smaller version.`);
+    throw new SlackFileError('too_large', name, `${shown} is ${formatSize(info.size)}; images can be at most ${formatSize(maxBytes)}. Please share a smaller version.`);
   }
   const rawUrl = info.url_private_download ?? info.url_private;
   if (!rawUrl) {
@@ -95,7 +108,7 @@ export async function downloadSlackImage(file: SlackFileInfo, opts: DownloadOpti
 
   const timeoutMs = opts.timeoutMs ?? DOWNLOAD_TIMEOUT_MS;
   const signal = opts.signal ? AbortSignal.any([opts.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
-  const timedOut = `Downloading ${shown} from Slack took longer than ${Math.round(timeoutMs / 1000)} s. Please try again.`;
+  const timedOut = `Downloading ${shown} from Slack took longer than ${formatDuration(timeoutMs)}. Please try again.`;
   let response: Response;
   try {
     response = await fetch(url, { headers: { authorization: `Bearer ${opts.botToken}` }, signal });
@@ -111,7 +124,7 @@ export async function downloadSlackImage(file: SlackFileInfo, opts: DownloadOpti
   const declaredLength = Number(response.headers.get('content-length') ?? NaN);
   if (Number.isFinite(declaredLength) && declaredLength > maxBytes) {
     await response.body?.cancel();
-    throw new SlackFileError('too_large', name, `${shown} is ${megabytes(declaredLength)}; images can be at most ${megabytes(maxBytes)}. Please share a smaller version.`);
+    throw new SlackFileError('too_large', name, `${shown} is ${formatSize(declaredLength)}; images can be at most ${formatSize(maxBytes)}. Please share a smaller version.`);
   }
 
   const chunks: Uint8Array[] = [];
@@ -124,7 +137,7 @@ export async function downloadSlackImage(file: SlackFileInfo, opts: DownloadOpti
       total += chunk.value.length;
       if (total > maxBytes) {
         await reader?.cancel().catch(() => undefined);
-        throw new SlackFileError('too_large', name, `${shown} is larger than ${megabytes(maxBytes)}, the most an image can be. Please share a smaller version.`);
+        throw new SlackFileError('too_large', name, `${shown} is larger than ${formatSize(maxBytes)}, the most an image can be. Please share a smaller version.`);
       }
       chunks.push(chunk.value);
     }

@@ -104,6 +104,9 @@ describe('downloadSlackImage against the fake Slack', () => {
     assert.deepEqual(looked, [f.id]);
     assert.deepEqual(image.bytes, png);
     await rejectsWith(downloadSlackImage({ id: 'F0MISSING', name: 'gone.png' }, opts), 'no_url', /could not get "gone\.png"/);
+    const lookupFailed = downloadSlackImage({ id: 'F0STUB' }, { ...opts, fileInfo: async () => { throw new Error('missing_scope'); } });
+    await rejectsWith(lookupFailed, 'no_url', /could not look up "F0STUB" in Slack.*files:read/);
+    await lookupFailed.catch((e: Error) => assert.equal((e.cause as Error).message, 'missing_scope'));
   });
 
   it('downloadSlackImages keeps the order and fails on the first unusable file, naming it', async () => {
