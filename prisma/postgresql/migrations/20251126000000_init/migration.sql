@@ -1,0 +1,167 @@
+-- CreateSchema
+CREATE SCHEMA IF NOT EXISTS "public";
+
+-- CreateTable
+CREATE TABLE "User" (
+    "id" SERIAL NOT NULL,
+    "platform" TEXT NOT NULL,
+    "externalId" TEXT NOT NULL,
+    "displayName" TEXT NOT NULL,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+
+    CONSTRAINT "User_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateTable
+CREATE TABLE "Scope" (
+    "id" SERIAL NOT NULL,
+    "platform" TEXT NOT NULL,
+    "kind" TEXT NOT NULL,
+    "externalId" TEXT NOT NULL,
+    "name" TEXT,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+
+    CONSTRAINT "Scope_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateTable
+CREATE TABLE "Concept" (
+    "id" SERIAL NOT NULL,
+    "scopeId" INTEGER NOT NULL,
+    "name" TEXT NOT NULL,
+    "category" TEXT NOT NULL,
+    "ownerId" INTEGER NOT NULL,
+    "status" TEXT NOT NULL,
+    "artifact" BYTEA,
+    "modelHash" TEXT,
+    "steps" INTEGER,
+    "finalLoss" DOUBLE PRECISION,
+    "error" TEXT,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL,
+
+    CONSTRAINT "Concept_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateTable
+CREATE TABLE "ConceptImage" (
+    "id" SERIAL NOT NULL,
+    "conceptId" INTEGER NOT NULL,
+    "position" INTEGER NOT NULL,
+    "filename" TEXT NOT NULL,
+    "width" INTEGER NOT NULL,
+    "height" INTEGER NOT NULL,
+    "sha256" TEXT NOT NULL,
+    "png" BYTEA NOT NULL,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+
+    CONSTRAINT "ConceptImage_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateTable
+CREATE TABLE "Job" (
+    "id" SERIAL NOT NULL,
+    "kind" TEXT NOT NULL,
+    "state" TEXT NOT NULL,
+    "userId" INTEGER NOT NULL,
+    "scopeId" INTEGER NOT NULL,
+    "conceptId" INTEGER,
+    "params" TEXT NOT NULL,
+    "route" TEXT NOT NULL,
+    "attempts" INTEGER NOT NULL DEFAULT 0,
+    "cancelRequested" BOOLEAN NOT NULL DEFAULT false,
+    "error" TEXT,
+    "progressStep" INTEGER,
+    "progressTotal" INTEGER,
+    "progressLoss" DOUBLE PRECISION,
+    "checkpoint" BYTEA,
+    "checkpointStep" INTEGER,
+    "msPerStep" DOUBLE PRECISION,
+    "delivered" BOOLEAN NOT NULL DEFAULT false,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "startedAt" TIMESTAMP(3),
+    "finishedAt" TIMESTAMP(3),
+    "updatedAt" TIMESTAMP(3) NOT NULL,
+
+    CONSTRAINT "Job_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateTable
+CREATE TABLE "Generation" (
+    "id" SERIAL NOT NULL,
+    "jobId" INTEGER NOT NULL,
+    "userId" INTEGER NOT NULL,
+    "scopeId" INTEGER NOT NULL,
+    "prompt" TEXT NOT NULL,
+    "negativePrompt" TEXT,
+    "seed" INTEGER NOT NULL,
+    "steps" INTEGER NOT NULL,
+    "guidance" DOUBLE PRECISION NOT NULL,
+    "scheduler" TEXT NOT NULL,
+    "width" INTEGER NOT NULL,
+    "height" INTEGER NOT NULL,
+    "concepts" TEXT NOT NULL,
+    "parentId" INTEGER,
+    "variationSeed" INTEGER,
+    "variationAmount" DOUBLE PRECISION,
+    "modelName" TEXT NOT NULL,
+    "modelHash" TEXT NOT NULL,
+    "backend" TEXT NOT NULL,
+    "png" BYTEA NOT NULL,
+    "durationMs" INTEGER NOT NULL,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+
+    CONSTRAINT "Generation_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateIndex
+CREATE UNIQUE INDEX "User_platform_externalId_key" ON "User"("platform", "externalId");
+
+-- CreateIndex
+CREATE UNIQUE INDEX "Scope_platform_kind_externalId_key" ON "Scope"("platform", "kind", "externalId");
+
+-- CreateIndex
+CREATE UNIQUE INDEX "Concept_scopeId_name_key" ON "Concept"("scopeId", "name");
+
+-- CreateIndex
+CREATE UNIQUE INDEX "ConceptImage_conceptId_position_key" ON "ConceptImage"("conceptId", "position");
+
+-- CreateIndex
+CREATE INDEX "Job_state_idx" ON "Job"("state");
+
+-- CreateIndex
+CREATE INDEX "Job_userId_state_idx" ON "Job"("userId", "state");
+
+-- CreateIndex
+CREATE UNIQUE INDEX "Generation_jobId_key" ON "Generation"("jobId");
+
+-- AddForeignKey
+ALTER TABLE "Concept" ADD CONSTRAINT "Concept_scopeId_fkey" FOREIGN KEY ("scopeId") REFERENCES "Scope"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "Concept" ADD CONSTRAINT "Concept_ownerId_fkey" FOREIGN KEY ("ownerId") REFERENCES "User"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "ConceptImage" ADD CONSTRAINT "ConceptImage_conceptId_fkey" FOREIGN KEY ("conceptId") REFERENCES "Concept"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "Job" ADD CONSTRAINT "Job_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "Job" ADD CONSTRAINT "Job_scopeId_fkey" FOREIGN KEY ("scopeId") REFERENCES "Scope"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "Job" ADD CONSTRAINT "Job_conceptId_fkey" FOREIGN KEY ("conceptId") REFERENCES "Concept"("id") ON DELETE SET NULL ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "Generation" ADD CONSTRAINT "Generation_jobId_fkey" FOREIGN KEY ("jobId") REFERENCES "Job"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "Generation" ADD CONSTRAINT "Generation_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "Generation" ADD CONSTRAINT "Generation_scopeId_fkey" FOREIGN KEY ("scopeId") REFERENCES "Scope"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "Generation" ADD CONSTRAINT "Generation_parentId_fkey" FOREIGN KEY ("parentId") REFERENCES "Generation"("id") ON DELETE SET NULL ON UPDATE CASCADE;
+
