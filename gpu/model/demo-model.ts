@@ -108,7 +108,7 @@ function writeDemoModel(dir: string): void {
 }
 
 /** The config files, as diffusers/transformers write them for an SD 1.x pipeline (sizes of sd-tiny-a). */
-function demoConfigs(vocabSize: number, bosId: number, eosId: number) {
+export function demoConfigs(vocabSize: number, bosId: number, eosId: number) {
   const special = { bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '<|endoftext|>', unk_token: '<|endoftext|>' };
   return {
     modelIndex: {

@@ -79,3 +79,21 @@ test('bad usage and bad requests get one clear line, no stack trace', async () =
   assert.equal(await imagine(['--help'], help), 0);
   assert.match(help.err, /^usage: npm run imagine -- --prompt/);
 });
+
+test('the engine benchmark runs end to end on random weights and prints its table', async () => {
+  const json = join(tmp, 'bench.json');
+  const run = spawnSync(process.execPath, [
+    '--import', 'tsx', 'gpu/bench.ts', 'engine', '--architecture', 'demo', '--backend', 'wasm', '--size', '64', '--steps', '2', '--repeat', '1', '--json', json,
+  ], { cwd: root, encoding: 'utf8', timeout: 300_000 });
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /^engine benchmark: backend wasm, device .+\nmodel: random weights, demo architecture; 64×64/);
+  for (const phase of ['load weights', 'text encoding \\(batch 2\\)', 'UNet step \\(batch 2, 8×8 latents\\)', 'VAE decode \\(8×8 → 64×64\\)', 'image 64×64, 2 steps \\(pndm\\)', 'peak during one UNet step', 'process RSS']) {
+    assert.match(run.stdout, new RegExp(`\\n${phase}\\s+[\\d.]+ (ms|s|MiB|GiB)`), phase);
+  }
+  const results = JSON.parse(readFileSync(json, 'utf8'));
+  assert.equal(results.imageStepMs.length, 3, 'PNDM: 2 steps in 3 UNet calls');
+  assert.ok(results.unetStepPeakBytes > results.memory.afterLoad.numBytes);
+  const unknown = spawnSync(process.execPath, ['--import', 'tsx', 'gpu/bench.ts', 'nope'], { cwd: root, encoding: 'utf8' });
+  assert.equal(unknown.status, 2);
+  assert.match(unknown.stderr, /^bench: no benchmark named "nope"\nusage: tsx gpu\/bench.ts <benchmark> \[options\]\n  engine: /);
+});

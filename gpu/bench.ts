@@ -1,0 +1,31 @@
+// Benchmarks, one module per subject under gpu/bench/: `tsx gpu/bench.ts <name> [options]`
+// (npm run bench:engine -- [options]). Each prints a table; none asserts a speed.
+import { pathToFileURL } from 'node:url';
+import { resolve } from 'node:path';
+
+const BENCHMARKS: Record<string, { describe: string; load: () => Promise<{ run(argv: readonly string[]): Promise<number> }> }> = {
+  engine: {
+    describe: 'text encoding, one UNet step, VAE decode and a whole image; [--model DIR] [--backend B] [--steps N] [--size S] [--scheduler S] [--architecture sd15|demo] [--repeat N] [--json FILE]',
+    load: () => import('./bench/engine.ts'),
+  },
+};
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  const bench = name === undefined ? undefined : BENCHMARKS[name];
+  if (!bench) {
+    console.error(`${name === undefined ? '' : `bench: no benchmark named "${name}"\n`}usage: tsx gpu/bench.ts <benchmark> [options]\n` +
+      Object.entries(BENCHMARKS).map(([n, b]) => `  ${n}: ${b.describe}`).join('\n'));
+    return 2;
+  }
+  try {
+    return await (await bench.load()).run(rest);
+  } catch (err) {
+    console.error(`bench ${name}: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  process.exitCode = await main(process.argv.slice(2));
+}
