@@ -72,7 +72,7 @@ function perBlock(value: number | number[], n: number, key: string): number[] {
   return list;
 }
 
-export function unetArchitecture(c: UNetConfig): UNetArchitecture {
+function unetArchitecture(c: UNetConfig): UNetArchitecture {
   checkSupported(c);
   const channels = c.blockOutChannels;
   const n = channels.length;

@@ -239,3 +239,24 @@ test('one Perfusion training step: prediction, loss and dLoss/do*_V of every att
   }
   tf.dispose([x0, noise, timesteps, encodings, expectedPrediction, istar, cinv, ...oK, ...oV, r, noisy, prediction!, loss, ...grads]);
 });
+
+test('unetParameterShapes of SD 1.5\'s config: 686 tensors, 859,520,964 parameters, attn2 to_k [C, 768]', () => {
+  // unet/config.json of stable-diffusion-v1-5 (sd-engine.md §1.1); the rest are class defaults
+  const sd15 = parseUNetConfig({
+    in_channels: 4, out_channels: 4, sample_size: 64, block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2,
+    attention_head_dim: 8, cross_attention_dim: 768, norm_num_groups: 32, norm_eps: 1e-5, act_fn: 'silu',
+    down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
+    up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+    flip_sin_to_cos: true, freq_shift: 0, downsample_padding: 1, mid_block_scale_factor: 1, center_input_sample: false,
+  });
+  const shapes = unetParameterShapes(sd15);
+  assert.equal(shapes.size, 686);
+  assert.equal([...shapes.values()].reduce((sum, s) => sum + s.reduce((a, b) => a * b, 1), 0), 859_520_964);
+  const toK = [...shapes.entries()].filter(([k]) => k.endsWith('attn2.to_k.weight'));
+  // perfusion-spec.md §11: 16 layers whose output widths sum to 12,480
+  assert.equal(toK.length, 16);
+  assert.equal(toK.reduce((sum, [, s]) => sum + s[0]!, 0), 12_480);
+  assert.ok(toK.every(([, s]) => s[1] === 768));
+  assert.deepEqual(shapes.get('up_blocks.3.resnets.0.conv_shortcut.weight'), [320, 960, 1, 1]);
+  assert.deepEqual(shapes.get('down_blocks.0.attentions.0.proj_in.weight'), [320, 320, 1, 1]);
+});

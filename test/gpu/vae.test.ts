@@ -125,3 +125,16 @@ test('a file with the legacy attention names and conv-shaped [C,C,1,1] weights d
     legacyWeights.close();
   }
 });
+
+test('vaeParameterShapes of SD 1.5\'s VAE config: 248 tensors, 83,653,863 parameters', () => {
+  const sd15 = parseVaeConfig({
+    in_channels: 3, out_channels: 3, latent_channels: 4, block_out_channels: [128, 256, 512, 512], layers_per_block: 2,
+    down_block_types: Array(4).fill('DownEncoderBlock2D'), up_block_types: Array(4).fill('UpDecoderBlock2D'),
+    norm_num_groups: 32, act_fn: 'silu', sample_size: 512,
+  });
+  const shapes = vaeParameterShapes(sd15);
+  assert.equal(shapes.size, 248);
+  assert.equal([...shapes.values()].reduce((sum, s) => sum + s.reduce((a, b) => a * b, 1), 0), 83_653_863);
+  assert.deepEqual(shapes.get('decoder.up_blocks.3.resnets.0.conv_shortcut.weight'), [128, 256, 1, 1]);
+  assert.deepEqual(shapes.get('encoder.mid_block.attentions.0.to_q.weight'), [512, 512]);
+});
