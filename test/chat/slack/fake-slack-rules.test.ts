@@ -153,3 +153,36 @@ describe('fake Slack: Web API rules', () => {
     await assert.rejects(fake.waitFor('chat.delete', () => true, { after: fake.lastSeq, timeoutMs: 50 }), /no api chat\.delete matching within 50 ms; seen: .*api:chat\.postEphemeral/);
   });
 });
+
+describe('fake Slack: Block Kit limits', () => {
+  let fake: FakeSlack;
+  let client: webApi.WebClient;
+  before(async () => {
+    fake = await FakeSlack.start();
+    client = new webApi.WebClient(fake.botToken, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR });
+  });
+  after(() => fake.close());
+
+  const title = { type: 'plain_text' as const, text: 'Teach a concept' };
+  const refused = (code: string, detail: RegExp) => (error: { data?: { error?: string; response_metadata?: { messages?: string[] } } }) => {
+    assert.equal(error.data?.error, code);
+    assert.match(error.data?.response_metadata?.messages?.[0] ?? '', detail);
+    return true;
+  };
+
+  it('refuses modals Slack would refuse: long title, big private_metadata, file_input outside an input block or over 10 files', async () => {
+    const open = (view: Record<string, unknown>) => client.views.open({ trigger_id: fake.newTriggerId(), view: { type: 'modal', title, blocks: [], ...view } as never });
+    await assert.rejects(open({ title: { type: 'plain_text', text: 'x'.repeat(25) } }), refused('invalid_arguments', /title/));
+    await assert.rejects(open({ private_metadata: 'x'.repeat(3001) }), refused('invalid_arguments', /private_metadata/));
+    await assert.rejects(open({ blocks: [{ type: 'section', text: { type: 'mrkdwn', text: 'x' }, accessory: {} }, { type: 'actions', elements: [{ type: 'file_input', action_id: 'f' }] }] }), refused('invalid_arguments', /inside an input block/));
+    await assert.rejects(open({ submit: title, blocks: [{ type: 'input', label: title, element: { type: 'file_input', action_id: 'f', max_files: 11 } }] }), refused('invalid_arguments', /max_files/));
+    assert.equal((await open({ submit: title, blocks: [{ type: 'input', label: title, element: { type: 'file_input', action_id: 'f', max_files: 10 } }] })).ok, true);
+  });
+
+  it('refuses messages with too many blocks or duplicate action_ids', async () => {
+    const divider = { type: 'divider' as const };
+    await assert.rejects(client.chat.postMessage({ channel: 'C1', text: 't', blocks: Array.from({ length: 51 }, () => divider) }), refused('invalid_blocks', /at most 50 blocks/));
+    const button = { type: 'button' as const, text: { type: 'plain_text' as const, text: 'b' }, action_id: 'reroll:1' };
+    await assert.rejects(client.chat.postMessage({ channel: 'C1', text: 't', blocks: [{ type: 'actions', elements: [button, button] }] }), refused('invalid_blocks', /duplicate action_id/));
+  });
+});

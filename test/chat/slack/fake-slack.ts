@@ -202,6 +202,7 @@ export class FakeSlack {
   private readonly sockets = new Set<WebSocket>();
   private readonly pendingAcks = new Map<string, (ack: SocketAck) => void>();
   private counter = 0;
+  private counterSeq = 0;
   private port = 0;
 
   private constructor(opts: FakeSlackOptions) {
@@ -466,8 +467,6 @@ export class FakeSlack {
 
   // ---- HTTP routing -----------------------------------------------------------------------------------------
 
-  private counterSeq = 0;
-
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.baseUrl);
     const path = decodeURIComponent(url.pathname);
@@ -618,6 +617,8 @@ export class FakeSlack {
         }
         const known = this.channels.get(channel);
         if (known && !known.is_member) return { ok: false, error: 'not_in_channel' };
+        const invalid = messageProblem(args);
+        if (invalid) return invalid;
         const message = this.storeBotMessage(channel, args);
         return { ok: true, channel, ts: message.ts, message: this.messageJson(message) };
       },
@@ -625,6 +626,8 @@ export class FakeSlack {
         const message = this.messages.get(`${str(args.channel)}/${str(args.ts)}`);
         if (!message) return { ok: false, error: 'message_not_found' };
         if (message.bot_id !== this.botId) return { ok: false, error: 'cant_update_message' };
+        const invalid = messageProblem(args);
+        if (invalid) return invalid;
         if (args.text !== undefined) message.text = str(args.text);
         if (args.blocks !== undefined) message.blocks = args.blocks;
         message.history.push({ text: message.text, blocks: message.blocks, at: this.now() });
@@ -651,8 +654,9 @@ export class FakeSlack {
         if (!stored) return { ok: false, error: 'not_found' };
         if (args.hash !== undefined && args.hash !== stored.hash) return { ok: false, error: 'hash_conflict' };
         const view = asObject(args.view);
-        if (!view) return { ok: false, error: 'invalid_arguments' };
-        stored.view = view;
+        const invalid = viewProblem(view);
+        if (invalid) return invalid;
+        stored.view = view!;
         stored.hash = `${this.nextId(6)}.${randomHex(8)}`;
         return { ok: true, view: this.viewJson(stored) };
       },
@@ -689,12 +693,13 @@ export class FakeSlack {
     if (trigger.used) return { ok: false, error: 'exchanged_trigger_id' };
     if (this.now() - trigger.issuedAt > this.triggerTtlMs) return { ok: false, error: 'expired_trigger_id' };
     const view = asObject(args.view);
-    if (!view || view.type !== 'modal' || !Array.isArray(view.blocks)) return { ok: false, error: 'invalid_arguments' };
+    const invalid = viewProblem(view);
+    if (invalid) return invalid;
     trigger.used = true;
     const id = `V${this.nextId(9)}`;
     const root = mode === 'push' ? [...this.views.values()].at(-1) : undefined;
     const stored: StoredView = {
-      id, view, hash: `${this.nextId(6)}.${randomHex(8)}`,
+      id, view: view!, hash: `${this.nextId(6)}.${randomHex(8)}`,
       root_view_id: root?.root_view_id ?? id, previous_view_id: root?.id ?? null,
     };
     this.views.set(id, stored);
@@ -829,6 +834,57 @@ function parseApiArgs(contentType: string | undefined, body: Buffer): Record<str
     args[key] = value;
   }
   return args;
+}
+
+/** Slack's documented limits for modals (views.open/push/update); the errors Slack gives for breaking them. */
+function viewProblem(view: Record<string, unknown> | undefined): ApiResult | null {
+  const invalid = (detail: string): ApiResult => ({ ok: false, error: 'invalid_arguments', response_metadata: { messages: [`[ERROR] ${detail}`] } });
+  if (!view || view.type !== 'modal' || !Array.isArray(view.blocks)) return invalid('a modal view with blocks is required');
+  const textOf = (v: unknown) => (asObject(v)?.text as string | undefined) ?? '';
+  if (!textOf(view.title) || textOf(view.title).length > 24) return invalid('title must be 1-24 characters');
+  if (textOf(view.submit).length > 24 || textOf(view.close).length > 24) return invalid('submit/close must be at most 24 characters');
+  if (typeof view.private_metadata === 'string' && view.private_metadata.length > 3000) return invalid('private_metadata must be at most 3000 characters');
+  if (typeof view.callback_id === 'string' && view.callback_id.length > 255) return invalid('callback_id must be at most 255 characters');
+  if (view.blocks.length > 100) return invalid('a view holds at most 100 blocks');
+  const blocks = view.blocks as Array<Record<string, unknown>>;
+  if (blocks.some((b) => asObject(b.element)?.type === 'file_input') && !view.submit) return invalid('a view with inputs needs a submit button');
+  return blocksProblem(blocks, invalid);
+}
+
+/** chat.postMessage / chat.update limits: 50 blocks, and the same block rules as views. */
+function messageProblem(args: Record<string, unknown>): ApiResult | null {
+  if (typeof args.text === 'string' && args.text.length > 40_000) return { ok: false, error: 'msg_too_long' };
+  if (args.blocks === undefined) return null;
+  const invalid = (detail: string): ApiResult => ({ ok: false, error: 'invalid_blocks', response_metadata: { messages: [`[ERROR] ${detail}`] } });
+  if (!Array.isArray(args.blocks)) return invalid('blocks must be an array');
+  if (args.blocks.length > 50) return invalid('a message holds at most 50 blocks');
+  return blocksProblem(args.blocks as Array<Record<string, unknown>>, invalid);
+}
+
+function blocksProblem(blocks: Array<Record<string, unknown>>, invalid: (detail: string) => ApiResult): ApiResult | null {
+  const actionIds = new Set<string>();
+  for (const block of blocks) {
+    const elements = [asObject(block.element), ...(Array.isArray(block.elements) ? block.elements as unknown[] : []).map(asObject)];
+    for (const element of elements) {
+      if (!element) continue;
+      const actionId = element.action_id;
+      if (typeof actionId === 'string') {
+        if (actionId.length > 255) return invalid('action_id must be at most 255 characters');
+        if (actionIds.has(actionId)) return invalid(`duplicate action_id ${actionId}`);
+        actionIds.add(actionId);
+      }
+      if (element.type === 'file_input') {
+        if (block.type !== 'input') return invalid('file_input must be inside an input block');
+        const max = element.max_files;
+        if (max !== undefined && (typeof max !== 'number' || max < 1 || max > 10)) return invalid('file_input max_files must be 1-10');
+      }
+    }
+    if (block.type === 'section' && typeof asObject(block.text)?.text === 'string' && (asObject(block.text)!.text as string).length > 3000) {
+      return invalid('section text must be at most 3000 characters');
+    }
+    if (block.type === 'actions' && Array.isArray(block.elements) && block.elements.length > 25) return invalid('an actions block holds at most 25 elements');
+  }
+  return null;
 }
 
 function bearerToken(header: string | undefined): string | undefined {
