@@ -2,12 +2,10 @@
 // on the wasm backend: per-item and scalar timesteps, the Perfusion edit hook and its gradient path.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
+import { registerGradients } from '../../gpu/gradients.ts';
 import { SafetensorsFile } from '../../gpu/weights/safetensors.ts';
 import { ComponentWeights } from '../../gpu/weights/component-weights.ts';
 import { parseUNetConfig } from '../../gpu/model/configs.ts';
@@ -19,19 +17,6 @@ const unetDir = `${fixtures}sd-tiny-a/model/unet/`;
 const config = parseUNetConfig(JSON.parse(readFileSync(`${unetDir}config.json`, 'utf8')));
 const reference = SafetensorsFile.open(`${fixtures}sd-tiny-a/reference.safetensors`);
 const gradFixture = SafetensorsFile.open(`${fixtures}perfusion-grad-a.safetensors`);
-
-/**
- * `import '@tensorflow/tfjs-core/dist/register_all_gradients'` fails under tsx: it reaches dist/base.js, whose
- * `from './gradients'` names both a file and a folder (ERR_UNSUPPORTED_DIR_IMPORT). Register the gradient
- * configs file by file instead; Prod_grad.js is the one that imports base.js (the UNet uses no Prod op).
- */
-async function registerGradients(): Promise<void> {
-  const dir = join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-core/package.json')), 'dist/gradients');
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('_grad.js') && f !== 'Prod_grad.js')) {
-    const configs = Object.values(await import(pathToFileURL(join(dir, file)).href) as Record<string, unknown>);
-    for (const c of configs) if (typeof c === 'object' && c !== null && 'gradFunc' in c) tf.registerGradient(c as tf.GradConfig);
-  }
-}
 
 let weights: ComponentWeights;
 let unet: UNet2DConditionModel;
@@ -59,7 +44,7 @@ function projectBatched(context: tf.Tensor3D, w: tf.Tensor2D): tf.Tensor3D {
 
 before(async () => {
   await tf.setBackend('wasm');
-  await registerGradients();
+  registerGradients();
   weights = ComponentWeights.open('unet', `${unetDir}diffusion_pytorch_model.safetensors`);
   unet = new UNet2DConditionModel(config, weights);
 });
