@@ -36,7 +36,7 @@ interface Seen {
 }
 
 /** Listeners standing in for the Phase-2 adapter: commands, modal, shortcut and buttons. */
-function installFlows(app: App, fake: FakeSlack, config: SlackConfig, seen: Seen): ChatUpdateThrottle<{ text: string; blocks: unknown[] }> {
+function installFlows(app: App, config: SlackConfig, seen: Seen): ChatUpdateThrottle<{ text: string; blocks: unknown[] }> {
   const throttle = new ChatUpdateThrottle<{ text: string; blocks: unknown[] }>({
     minIntervalMs: UPDATE_INTERVAL_MS,
     send: async (m: MessageRef, body) => { await app.client.chat.update({ channel: m.channel, ts: m.ts, text: body.text, blocks: body.blocks as never }); },
@@ -162,7 +162,7 @@ describe('real Bolt 5 app against the fake Slack API (HTTP receiver)', () => {
     fake.addUser({ id: ADMIN, name: 'admin', is_admin: true });
     config = slackConfigFromEnv({ SLACK_BOT_TOKEN: fake.botToken, SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_API_URL: fake.apiUrl, SLACK_PORT: '0' })!;
     app = createBoltApp(config, { retries: 0, logLevel: LogLevel.ERROR });
-    throttle = installFlows(app, fake, config, seen);
+    throttle = installFlows(app, config, seen);
     const port = await startBoltApp(app, config, { port: 0, host: '127.0.0.1' });
     workspace = { teamId: fake.teamId, teamDomain: fake.teamDomain, appId: fake.appId };
     sender = new SlackRequestSender(`http://127.0.0.1:${port}/slack/events`, SIGNING_SECRET, workspace);
