@@ -95,7 +95,7 @@ describe('delivery rules (pure)', () => {
   });
 });
 
-describe('delivery with the real discord.js client against the fake Discord', () => {
+describe('delivery with the real discord.js client against the fake Discord', { timeout: 30_000 }, () => {
   const clock = new ShiftedClock();
   let fake: FakeDiscord;
   let client: Client;
@@ -108,7 +108,7 @@ describe('delivery with the real discord.js client against the fake Discord', ()
     const ready = new Promise((resolve) => client.once(Events.ClientReady, resolve));
     await client.login(fake.token);
     await ready;
-  });
+  }, { timeout: 15_000 });
   after(async () => {
     await client?.destroy();
     await fake?.stop();

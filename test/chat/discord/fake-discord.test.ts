@@ -27,7 +27,7 @@ before(async () => {
   const ready = new Promise((resolve) => client.once(Events.ClientReady, resolve));
   await client.login(fake.token);
   await ready;
-});
+}, { timeout: 15_000 });
 
 after(async () => {
   await client?.destroy();
@@ -47,7 +47,7 @@ async function download(url: string): Promise<Buffer> {
   return Buffer.from(await response.arrayBuffer());
 }
 
-describe('the real discord.js client against the fake Discord', () => {
+describe('the real discord.js client against the fake Discord', { timeout: 30_000 }, () => {
   test('logs in: REST pointed at the fake, IDENTIFY with the token, READY with application, user and server, heartbeats ACKed', async () => {
     const gatewayBot = fake.requests.find((r) => r.route === '/gateway/bot');
     assert.ok(gatewayBot, 'discord.js asked the fake for the gateway');
