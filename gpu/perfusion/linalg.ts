@@ -53,26 +53,32 @@ export function cholesky(a: Matrix, n: number): Float64Array {
 /** A⁻¹ of a symmetric positive-definite matrix through its Cholesky factor, in float64 (exactly symmetric). */
 export function invertSpd(a: Matrix, n: number): Float64Array {
   const l = cholesky(a, n);
-  // L⁻¹ (lower triangular), column by column by forward substitution
+  // L⁻¹ (lower triangular), row by row: L⁻¹[i, j] = −(Σ_{j≤k<i} L[i,k] L⁻¹[k,j]) / L[i,i]; rows are read contiguously
   const lInv = new Float64Array(n * n);
-  for (let col = 0; col < n; col++) {
-    lInv[col * n + col] = 1 / l[col * n + col]!;
-    for (let i = col + 1; i < n; i++) {
-      let s = 0;
-      const rowI = i * n;
-      for (let k = col; k < i; k++) s += l[rowI + k]! * lInv[k * n + col]!;
-      lInv[rowI + col] = -s / l[rowI + i]!;
-    }
-  }
-  // A⁻¹ = L⁻ᵀ L⁻¹: entry (i, j) = Σ_{k ≥ max(i,j)} L⁻¹[k,i] L⁻¹[k,j]
-  const inv = new Float64Array(n * n);
+  const accumulated = new Float64Array(n);
   for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = 0;
-      for (let k = i; k < n; k++) s += lInv[k * n + i]! * lInv[k * n + j]!;
-      inv[i * n + j] = s;
-      inv[j * n + i] = s;
+    const rowI = i * n;
+    accumulated.fill(0, 0, i);
+    for (let k = 0; k < i; k++) {
+      const lik = l[rowI + k]!;
+      const rowK = k * n;
+      for (let j = 0; j <= k; j++) accumulated[j]! += lik * lInv[rowK + j]!;
+    }
+    const diagonal = l[rowI + i]!;
+    for (let j = 0; j < i; j++) lInv[rowI + j] = -accumulated[j]! / diagonal;
+    lInv[rowI + i] = 1 / diagonal;
+  }
+  // A⁻¹ = L⁻ᵀ L⁻¹ = Σ_k (row k of L⁻¹)ᵀ (row k of L⁻¹): the lower triangle, then mirrored
+  const inv = new Float64Array(n * n);
+  for (let k = 0; k < n; k++) {
+    const rowK = k * n;
+    for (let i = 0; i <= k; i++) {
+      const lki = lInv[rowK + i]!;
+      if (lki === 0) continue;
+      const rowI = i * n;
+      for (let j = 0; j <= i; j++) inv[rowI + j]! += lki * lInv[rowK + j]!;
     }
   }
+  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) inv[j * n + i] = inv[i * n + j]!;
   return inv;
 }
