@@ -42,7 +42,6 @@ export interface PerfusionEditOptions {
 }
 
 interface LayerEdits {
-  layer: CrossAttentionLayer;
   k: PreparedProjection;
   v: PreparedProjection;
   /** [M, outDim] */
@@ -77,7 +76,6 @@ export class PerfusionEdit implements CrossAttentionEdit {
           return tf.tensor2d(data, [concepts.length, layer.outDim]);
         };
         this.layers.set(layer.name, {
-          layer,
           k: this.concepts.forWeight(layer.toK),
           v: this.concepts.forWeight(layer.toV),
           oK: stack((c) => c.oK),
