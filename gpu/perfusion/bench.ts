@@ -1,11 +1,13 @@
-// `npx tsx gpu/perfusion/bench.ts [backend]`: what Perfusion costs at SD 1.5's sizes (hidden 768, the 16 attn2
+// `npx tsx gpu/perfusion/bench.ts [--backend B]` (or as a gpu/bench.ts module: `run(argv)`): what Perfusion costs at SD 1.5's sizes (hidden 768, the 16 attn2
 // layers), printed as a table. Random weights and concepts; the numbers are times, not outputs.
 //
 //   JS float64: inverting C, a concept set's geometry (one concept; three, exact)
 //   device:     the 32 K/V projections of one UNet step for a CFG batch [2, 77, 768], plain and edited with
 //               1 and 3 concepts; a training step's i* refresh (r and W i* for 32 matrices)
 //   covariance: tokens per second folded into C (device products, float64 sums)
+import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, releaseWebGPU } from '../backend.ts';
 import type { BackendName } from '../types.ts';
@@ -106,6 +108,13 @@ export async function runBenchmark(backend: BackendName): Promise<void> {
   releaseWebGPU();
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]!).href) {
-  await runBenchmark((process.argv[2] ?? 'wasm') as BackendName);
+/** The gpu/bench.ts entry: `[--backend B]` (default wasm). */
+export async function run(argv: readonly string[]): Promise<number> {
+  const { values } = parseArgs({ args: [...argv], options: { backend: { type: 'string', default: 'wasm' } } });
+  await runBenchmark(values.backend as BackendName);
+  return 0;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  process.exitCode = await run(process.argv.slice(2));
 }
