@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import {
-  AttachmentBuilder, Client, DiscordAPIError, Events, GatewayIntentBits, MessageFlags, Routes,
-  type Interaction, type TextChannel,
+  AttachmentBuilder, ChannelType, Client, DiscordAPIError, Events, FileUploadBuilder, GatewayIntentBits, InteractionContextType,
+  LabelBuilder, MessageFlags, ModalBuilder, PermissionFlagsBits, Routes, type Interaction, type TextChannel,
 } from 'discord.js';
 import { COMMAND_NAMES, teachFromMessageModal, TEACH_MODAL_FIELDS } from '../../../src/chat/discord/application-commands.ts';
 import { attachmentHostsFor, downloadAttachments, messageAttachmentRefs } from '../../../src/chat/discord/attachments.ts';
@@ -208,6 +208,63 @@ describe('the real discord.js client against the fake Discord', { timeout: 30_00
     assert.equal(submit.originalMessage?.flags! & MESSAGE_FLAGS.ephemeral, MESSAGE_FLAGS.ephemeral);
   });
 
+  test('a modal with a file upload: the submitted files arrive as attachments served by the CDN', async () => {
+    const user = fake.createUser('gwen');
+    const opened = nextInteraction(async (interaction) => {
+      assert.ok(interaction.isChatInputCommand());
+      await interaction.showModal(new ModalBuilder().setCustomId('teach-upload').setTitle('Teach a concept').addLabelComponents(
+        new LabelBuilder().setLabel('Images').setFileUploadComponent(new FileUploadBuilder().setCustomId('images').setMinValues(1).setMaxValues(10))));
+    });
+    const command = fake.chatInput({ name: 'teach', user });
+    await opened;
+    const files = [fake.hostAttachment({ filename: 'a.png', bytes: png }), fake.hostAttachment({ filename: 'b.png', bytes: png })];
+    const submitted = nextInteraction(async (interaction) => {
+      assert.ok(interaction.isModalSubmit());
+      const uploaded = interaction.fields.getUploadedFiles('images', true);
+      await interaction.deferReply();
+      return [...uploaded.values()].map((a) => ({ name: a.name, url: a.url, ephemeral: a.ephemeral }));
+    });
+    fake.modalSubmit({ user, opened: command, values: { images: files } });
+    const uploaded = await submitted;
+    assert.deepEqual(uploaded.map((u) => [u.name, u.ephemeral]), [['a.png', true], ['b.png', true]]);
+    assert.deepEqual(await download(uploaded[1]!.url), png);
+  });
+
+  test('in the bot\'s DMs: no guild, a user instead of a member, context BotDM, and replies work', async () => {
+    const user = fake.createUser('hana');
+    const handled = nextInteraction(async (interaction) => {
+      assert.ok(interaction.isChatInputCommand());
+      await interaction.deferReply();
+      await interaction.editReply('Your personal concepts: none yet');
+      return {
+        guildId: interaction.guildId, member: interaction.member, userId: interaction.user.id, context: interaction.context,
+        channelId: interaction.channelId,
+      };
+    });
+    const sent = fake.chatInput({ name: 'concepts', user, dm: true });
+    const seen = await handled;
+    assert.equal(seen.guildId, null);
+    assert.equal(seen.member, null);
+    assert.equal(seen.userId, user.id);
+    assert.equal(seen.context, InteractionContextType.BotDM);
+    assert.equal(fake.channel(seen.channelId!)?.type, ChannelType.DM);
+    assert.equal(sent.originalMessage?.content, 'Your personal concepts: none yet');
+  });
+
+  test('member permissions: an admin carries Administrator, an ordinary member does not', async () => {
+    const permissionsOf = async (admin: boolean) => {
+      const handled = nextInteraction(async (interaction) => {
+        assert.ok(interaction.isChatInputCommand());
+        await interaction.reply({ content: 'ok', flags: MessageFlags.Ephemeral });
+        return interaction.memberPermissions?.has(PermissionFlagsBits.Administrator) ?? null;
+      });
+      fake.chatInput({ name: 'queue', user: fake.createUser(admin ? 'admin' : 'member'), admin });
+      return handled;
+    };
+    assert.equal(await permissionsOf(true), true);
+    assert.equal(await permissionsOf(false), false);
+  });
+
   test('deadlines: a callback after 3 s is 404/10062, a second callback 400/40060, the token after 15 min 401/50027', async () => {
     const user = fake.createUser('erin');
 
@@ -286,6 +343,31 @@ describe('the real discord.js client against the fake Discord', { timeout: 30_00
     const deadline = Date.now() + 2_000;
     while (client.channels.cache.has(art) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.equal(client.channels.cache.has(art), false, 'CHANNEL_DELETE reached the client');
+  });
+
+  test('a restarted bot (a new client, a new gateway session) gets clicks on buttons it posted before', async () => {
+    const channel = client.channels.cache.get(fake.defaultChannelId) as TextChannel;
+    const posted = await channel.send({ content: 'Before the restart', components: [generationButtonRow('gen-99')] });
+    await client.destroy();
+    const closedBy = Date.now() + 2_000;
+    while (fake.gatewaySessions > 0 && Date.now() < closedBy) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(fake.gatewaySessions, 0, 'the old session closed');
+    client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: fake.apiUrl } });
+    const ready = new Promise((resolve) => client.once(Events.ClientReady, resolve));
+    await client.login(fake.token);
+    await ready;
+    assert.equal(fake.identifies.length, 2, 'the new process identified afresh');
+    const handled = nextInteraction(async (interaction) => {
+      assert.ok(interaction.isButton());
+      await interaction.deferReply({ flags: MessageFlags.Ephemeral });
+      await interaction.editReply('Seed 1234, 30 steps, guidance 7.5');
+      return parseGenerationButtonId(interaction.customId);
+    });
+    const sent = fake.button({ user: fake.createUser('ivy'), message: posted.id, customId: generationButtonId('info', 'gen-99') });
+    assert.deepEqual(await handled, { action: 'info', generationId: 'gen-99' });
+    assert.equal(sent.callback?.type, CALLBACK_TYPE.deferredChannelMessage);
+    assert.equal(sent.originalMessage?.content, 'Seed 1234, 30 steps, guidance 7.5');
+    assert.notEqual(sent.originalMessage?.id, posted.id, 'a new ephemeral reply, the image message untouched');
   });
 
   test('bot routes refuse requests without the bot token', async () => {
