@@ -1,6 +1,6 @@
 // The engine's public surface (DESIGN.md, "Engine contract"): the worker, the command-line tools and the
 // acceptance tests load a pipeline here and talk to it through the contract types.
-import { StableDiffusionPipeline } from './pipeline.ts';
+import { StableDiffusionPipeline, type ConceptConditioner } from './pipeline.ts';
 import type { LoadOptions, Pipeline } from './types.ts';
 
 export type {
@@ -17,8 +17,11 @@ export { MAX_SEED } from './random.ts';
 
 /**
  * Starts the TensorFlow.js backend (`auto` by default: tensorflow → webgpu → wasm → cpu), reads the
- * diffusers-format SD 1.x folder `modelDir` and builds the pipeline on the device.
+ * diffusers-format SD 1.x folder `modelDir` and builds the pipeline on the device. `conceptConditioner`
+ * (Perfusion's) enables GenerateRequest.concepts.
  */
-export async function loadPipeline(modelDir: string, opts: LoadOptions = {}): Promise<Pipeline & StableDiffusionPipeline> {
-  return StableDiffusionPipeline.load(modelDir, { backend: opts.backend });
+export async function loadPipeline(
+  modelDir: string, opts: LoadOptions & { conceptConditioner?: ConceptConditioner } = {},
+): Promise<Pipeline & StableDiffusionPipeline> {
+  return StableDiffusionPipeline.load(modelDir, opts);
 }

@@ -195,12 +195,9 @@ export class StableDiffusionPipeline implements Pipeline {
         });
       }
       const condIds = conditioning?.ids ?? this.tokenize(req.prompt);
-      context = tf.tidy(() => {
-        const cond = this.encodePrompt([condIds], conditioning?.embeddingOverrides);
-        if (!guided) return cond;
-        const uncond = this.encodePrompt([this.tokenize(req.negativePrompt ?? '')]);
-        return tf.concat([uncond, cond], 0) as tf.Tensor3D;
-      });
+      // both branches in one batch [uncond, cond]; the overrides touch only the placeholder ids
+      const rows = guided ? [this.tokenize(req.negativePrompt ?? ''), condIds] : [condIds];
+      context = this.encodePrompt(rows, conditioning?.embeddingOverrides);
       const [h, w] = [r.height / this.vaeScaleFactor, r.width / this.vaeScaleFactor];
       const initial = r.latents;
       latents = tf.tidy(() =>

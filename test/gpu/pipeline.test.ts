@@ -6,9 +6,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
-import { GenerateRequestError, loadPipeline, type StableDiffusionPipeline } from '../../gpu/index.ts';
+import { GenerateRequestError, loadPipeline, StableDiffusionPipeline, type ConceptConditioner } from '../../gpu/index.ts';
 import { floatToBytes } from '../../gpu/png.ts';
-import type { SchedulerName } from '../../gpu/types.ts';
+import type { ConceptArtifact, SchedulerName } from '../../gpu/types.ts';
 import { fixtureModelDir, reference, relativeError } from './sd-tiny-reference.ts';
 
 let pipe: StableDiffusionPipeline;
@@ -127,4 +127,56 @@ test('a bad request gets an error that names the problem', async () => {
   const concept = { name: 'hugsy' } as unknown as NonNullable<Parameters<typeof pipe.generate>[0]['concepts']>[number];
   await bad({ prompt: 'a photo of <hugsy>', steps: 1, concepts: [concept] }, /cannot use taught concepts yet/);
   assert.equal(tf.memory().numTensors, before);
+});
+
+test('the concept seam: a conditioner\'s ids, embedding overrides and K/V edit reach the text encoder and the UNet', async () => {
+  // A stand-in conditioner (Perfusion's own is tested with Perfusion): it swaps in the ids of the ddim_nocfg
+  // prompt, overrides the word embedding of "cat" with the model's own, and projects K/V with the unedited
+  // weights, so the run must reproduce the diffusers reference exactly while every hook is exercised.
+  const catId = pipe.tokenizer.tokenIdOf('cat')!;
+  const projections = new Map<string, number>();
+  let disposed = 0;
+  let seen: unknown;
+  let overrideWith: 'own' | 'zeros' = 'own';
+  const conceptConditioner: ConceptConditioner = (input) => {
+    seen = { prompt: input.prompt, concepts: input.concepts.length, guided: input.guided, globalKeyLock: input.globalKeyLock, editUnconditional: input.editUnconditional };
+    const overrides = new Map([[catId, overrideWith === 'own' ? pipe.textEncoder.wordEmbedding(catId) : tf.zeros([pipe.model.hiddenSize]) as tf.Tensor1D]]);
+    return {
+      ids: pipe.tokenize('a painting of a cat'),
+      embeddingOverrides: overrides,
+      edit: {
+        project(layer, which, context) {
+          projections.set(`${layer.name}.${which}`, (projections.get(`${layer.name}.${which}`) ?? 0) + 1);
+          const w = which === 'k' ? layer.toK : layer.toV;
+          const [b, l, d] = context.shape;
+          return tf.reshape(tf.matMul(tf.reshape(context, [b * l, d]), w, false, true), [b, l, w.shape[0]]) as tf.Tensor3D;
+        },
+      },
+      dispose() { disposed++; tf.dispose([...overrides.values()]); },
+    };
+  };
+  // the same parts (not disposed here: `pipe` owns them) with a conditioner
+  const withConcepts = new StableDiffusionPipeline(
+    { tokenizer: pipe.tokenizer, textEncoder: pipe.textEncoder, unet: pipe.unet, vae: pipe.vae, schedulerConfig: pipe.schedulerConfig, model: pipe.model },
+    { backend: pipe.backend, conceptConditioner },
+  );
+  const concept = { name: 'kitty' } as ConceptArtifact;
+  const before = tf.memory().numTensors;
+  const conditioned = await withConcepts.generate({
+    prompt: 'a painting of <kitty>', steps: 5, guidance: 1, scheduler: 'ddim', latents: reference('ddim_nocfg.latents_init').data, concepts: [concept],
+  });
+  assert.equal(tf.memory().numTensors, before);
+  assert.deepEqual(seen, { prompt: 'a painting of <kitty>', concepts: 1, guided: false, globalKeyLock: false, editUnconditional: true });
+  assert.equal(disposed, 1);
+  assert.equal(projections.size, 2 * pipe.unet.crossAttentionLayers().length);
+  assert.ok([...projections.values()].every((n) => n === 5), 'each K and V projection is edited once per step');
+  assert.ok(relativeError(conditioned.pixels, reference('ddim_nocfg.image').data) < 1e-3);
+
+  // a different embedding for "cat" changes the image: the overrides reach the text encoder
+  overrideWith = 'zeros';
+  const changed = await withConcepts.generate({
+    prompt: 'a painting of <kitty>', steps: 5, guidance: 1, scheduler: 'ddim', latents: reference('ddim_nocfg.latents_init').data, concepts: [concept],
+  });
+  assert.ok(relativeError(changed.pixels, conditioned.pixels) > 1e-3);
+  assert.equal(disposed, 2);
 });
