@@ -149,7 +149,7 @@ const DISCORD_EPOCH = 1_420_070_400_000n;
 const MAX_BODY_BYTES = 30 * 1024 * 1024;
 const MAX_UPLOAD_BYTES = 25 * 1024 * 1024;
 
-export const MESSAGE_FLAGS = { ephemeral: 1 << 6, loading: 1 << 7, componentsV2: 1 << 15 } as const;
+export const MESSAGE_FLAGS = { suppressEmbeds: 1 << 2, ephemeral: 1 << 6, loading: 1 << 7, componentsV2: 1 << 15 } as const;
 export const INTERACTION_TYPE = { ping: 1, applicationCommand: 2, messageComponent: 3, autocomplete: 4, modalSubmit: 5 } as const;
 export const CALLBACK_TYPE = {
   channelMessage: 4, deferredChannelMessage: 5, deferredUpdateMessage: 6, updateMessage: 7,
@@ -449,9 +449,6 @@ export class FakeDiscord extends EventEmitter {
     if (opened.message) payload.message = opened.message;
     return this.sendInteraction(payload);
   }
-
-  /** @internal used by FakeInteraction */
-  interactionState(id: string): InteractionRecord | undefined { return this.#interactions.get(id); }
 
   // ---- internals: payload builders ----------------------------------------------------------------------
 
@@ -907,8 +904,9 @@ export class FakeDiscord extends EventEmitter {
 
   #applyMessageBody(record: MessageRecord, body: Json, files: LoggedFile[], creating: boolean): void {
     const data = record.data;
-    if (creating) data.flags = (body.flags ?? 0) & (MESSAGE_FLAGS.ephemeral | MESSAGE_FLAGS.loading | MESSAGE_FLAGS.componentsV2 | 4);
-    else if (body.flags !== undefined) data.flags = (data.flags & MESSAGE_FLAGS.ephemeral) | (body.flags & (MESSAGE_FLAGS.componentsV2 | 4));
+    const settable = MESSAGE_FLAGS.componentsV2 | MESSAGE_FLAGS.suppressEmbeds;
+    if (creating) data.flags = (body.flags ?? 0) & (MESSAGE_FLAGS.ephemeral | MESSAGE_FLAGS.loading | settable);
+    else if (body.flags !== undefined) data.flags = (data.flags & MESSAGE_FLAGS.ephemeral) | (body.flags & settable);
     if (body.content !== undefined) data.content = body.content ?? '';
     if (body.embeds !== undefined) data.embeds = body.embeds ?? [];
     if (body.components !== undefined) data.components = body.components ?? [];
