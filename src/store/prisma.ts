@@ -9,7 +9,10 @@ import type { DatabaseTarget } from './database-url.ts';
 
 export type Db = SqliteClient;
 export type { Prisma } from '../../generated/prisma/sqlite/client.ts';
-export type * as Models from '../../generated/prisma/sqlite/models.ts';
+export type { User, Scope, Concept, ConceptImage, Job, Generation } from '../../generated/prisma/sqlite/client.ts';
+
+/** A client or the client inside an interactive transaction. */
+export type Tx = Omit<Db, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>;
 
 export async function openDatabase(target: DatabaseTarget): Promise<Db> {
   if (target.provider === 'postgresql') {
@@ -23,4 +26,9 @@ export async function openDatabase(target: DatabaseTarget): Promise<Db> {
   await client.$executeRawUnsafe('PRAGMA synchronous = NORMAL');
   await client.$executeRawUnsafe('PRAGMA foreign_keys = ON');
   return client;
+}
+
+/** Prisma's Bytes fields take Uint8Array<ArrayBuffer>; bytes from workers and sharp are plain ArrayBuffer-backed. */
+export function bytes(u: Uint8Array): Uint8Array<ArrayBuffer> {
+  return u.buffer instanceof ArrayBuffer ? (u as Uint8Array<ArrayBuffer>) : new Uint8Array(u);
 }
