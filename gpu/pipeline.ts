@@ -208,6 +208,7 @@ export class StableDiffusionPipeline implements Pipeline {
         signal: req.signal, onStep: req.onStep, onLatents: trace.onLatents,
       });
 
+      req.signal?.throwIfAborted();
       const image = tf.tidy(() => {
         const decoded = this.vae.decode(tf.div(latents!, this.vae.scalingFactor) as tf.Tensor4D);
         return tf.clipByValue(tf.add(tf.mul(decoded, 0.5), 0.5), 0, 1);
