@@ -1,12 +1,9 @@
 // Shared set-up for the custom WebGPU kernel tests: the webgpu backend on Dawn's OpenGL ES adapter over Mesa's
 // llvmpipe (software, WebGPU compatibility mode), compared against the plain TensorFlow.js computation on cpu.
-import { readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { initBackend } from '../../../gpu/backend.ts';
+import { registerGradients } from '../../../gpu/gradients.ts';
 import { setCustomKernels } from '../../../gpu/webgpu/kernels.ts';
 import { takeDeviceErrors } from '../../../gpu/webgpu/device.ts';
 import { profileKernels } from '../../../gpu/webgpu/profile.ts';
@@ -22,21 +19,8 @@ export async function startCompatGl(): Promise<string | null> {
     return why;
   }
   setCustomKernels(true);
-  await registerGradients();
+  registerGradients();
   return null;
-}
-
-/**
- * `import '@tensorflow/tfjs-core/dist/register_all_gradients'` fails under tsx (its `./gradients` names both a
- * file and a folder), so the gradient configs are registered file by file; Prod_grad.js is the one that imports
- * dist/base.js (no Prod op is used here).
- */
-async function registerGradients(): Promise<void> {
-  const dir = join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-core/package.json')), 'dist/gradients');
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('_grad.js') && f !== 'Prod_grad.js')) {
-    const configs = Object.values(await import(pathToFileURL(join(dir, file)).href) as Record<string, unknown>);
-    for (const c of configs) if (typeof c === 'object' && c !== null && 'gradFunc' in c) tf.registerGradient(c as tf.GradConfig);
-  }
 }
 
 export interface Comparison {
