@@ -6,6 +6,7 @@
 //   Conv2DBackpropInput (stride 1)   → Conv2dTiledProgram on the flipped filter
 // New kernels (ops.ts defines them, their gradients, and the plain-tfjs path used on other backends):
 //   PerfusionAttention               → FlashAttentionProgram   (attention-program.ts)
+//   PerfusionAttentionGrad           → row statistics, dq and dk/dv programs (attention-grad-program.ts)
 //   PerfusionGroupNorm               → GroupNorm programs      (groupnorm-program.ts)
 import '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
@@ -13,8 +14,9 @@ import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensor
 import { runTiledMatMul } from './matmul-program.ts';
 import { runTiledConv2d, runTiledConv2dBackpropInput, type ConvAttrs } from './conv2d-program.ts';
 import { runFlashAttention } from './attention-program.ts';
+import { runFlashAttentionGrad } from './attention-grad-program.ts';
 import { runGroupNorm } from './groupnorm-program.ts';
-import { FUSED_ATTENTION, FUSED_GROUP_NORM } from './ops.ts';
+import { FUSED_ATTENTION, FUSED_ATTENTION_GRAD, FUSED_GROUP_NORM } from './ops.ts';
 import type { WebGPUBackendLike } from './program-util.ts';
 
 type KernelArgs = { inputs: Record<string, TensorInfo | undefined>; backend: WebGPUBackendLike; attrs: NamedAttrMap };
@@ -33,12 +35,14 @@ const overrides: Record<string, Override> = {
     runTiledConv2dBackpropInput(backend, inputs.dy!, inputs.filter!, attrs as unknown as ConvAttrs & { inputShape: number[] }),
 };
 
-const newKernels: Record<string, (args: KernelArgs) => TensorInfo> = {
+const newKernels: Record<string, (args: KernelArgs) => TensorInfo | TensorInfo[]> = {
   [FUSED_ATTENTION]: ({ inputs, backend, attrs }) => {
     const y = runFlashAttention(backend, inputs.q!, inputs.k!, inputs.v!, attrs.heads as number);
     if (!y) throw new Error(`${FUSED_ATTENTION}: shapes ${inputs.q!.shape} / ${inputs.k!.shape} are outside the fused program (check canFuseAttention first)`);
     return y;
   },
+  [FUSED_ATTENTION_GRAD]: ({ inputs, backend, attrs }) =>
+    runFlashAttentionGrad(backend, inputs.q!, inputs.k!, inputs.v!, inputs.o!, inputs.dy!, attrs.heads as number),
   [FUSED_GROUP_NORM]: ({ inputs, backend, attrs }) =>
     runGroupNorm(backend, inputs.x!, inputs.gamma!, inputs.beta!, attrs.groups as number, attrs.eps as number, !!attrs.silu),
 };

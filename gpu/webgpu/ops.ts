@@ -2,17 +2,24 @@
 //
 // Only backends that register a kernel for them run them (webgpu, see kernels.ts); gpu/sd/nn.ts asks
 // `canFuse…` and otherwise computes the same thing from primitive ops. Their gradients are registered here,
-// for any backend: they recompute the forward from primitives inside one tf.tidy (so nothing of the
-// [Lq, Lk] attention matrix is kept between forward and backward, and the recomputation's intermediates are
-// freed as soon as the node's gradients exist) and apply the closed-form backward.
+// for any backend. Attention's uses the fused backward kernel where the backend has one (webgpu, head dims up to
+// MAX_FUSED_GRAD_HEAD_DIM), else recomputes the scores from primitives; GroupNorm's recomputes the statistics
+// from primitives. Either way nothing of the [Lq, Lk] attention matrix is kept between forward and backward,
+// and each recomputation runs in one tf.tidy, so its intermediates are freed as soon as the node's gradients exist.
 // This module imports no backend: it is safe to load on wasm/cpu.
 import * as tf from '@tensorflow/tfjs-core';
 
 export const FUSED_ATTENTION = 'PerfusionAttention';
+export const FUSED_ATTENTION_GRAD = 'PerfusionAttentionGrad';
 export const FUSED_GROUP_NORM = 'PerfusionGroupNorm';
 
 /** Largest head dim the fused attention takes (SD 1.x: 40/80/160); the VAE's 512 stays on matmuls. */
 export const MAX_FUSED_HEAD_DIM = 160;
+/**
+ * Largest head dim with a fused backward (each thread holds four rows of d in registers). SD's 4096-token
+ * layers have d = 40; the d = 80/160 layers have 1024/64 tokens, where recomputing with matmuls is cheap.
+ */
+export const MAX_FUSED_GRAD_HEAD_DIM = 64;
 
 function hasKernel(name: string): boolean {
   return tf.getKernel(name, tf.getBackend()) !== undefined;
@@ -57,28 +64,46 @@ function mergeHeads(t: tf.Tensor): tf.Tensor3D {
 tf.registerGradient({
   kernelName: FUSED_ATTENTION,
   inputsToSave: ['q', 'k', 'v'],
+  outputsToSave: [true],
   gradFunc: (dy, saved, attrs) => {
-    const [q, k, v] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+    const [q, k, v, o] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
     const heads = (attrs as unknown as { heads: number }).heads;
-    const [dq, dk, dv] = tf.tidy(() => {
-      const scale = 1 / Math.sqrt(q.shape[2] / heads);
-      const qh = splitHeads(q, heads);
-      const kh = splitHeads(k, heads);
-      const vh = splitHeads(v, heads);
-      const g = splitHeads(dy as tf.Tensor, heads);
-      const p = tf.softmax(tf.mul(tf.matMul(qh, kh, false, true), scale));
-      const dp = tf.matMul(g, vh, false, true);
-      // softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P))
-      const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
-      return [
-        mergeHeads(tf.mul(tf.matMul(ds, kh), scale)),
-        mergeHeads(tf.mul(tf.matMul(ds, qh, true, false), scale)),
-        mergeHeads(tf.matMul(p, g, true, false)),
-      ];
-    });
-    return { q: () => dq!, k: () => dk!, v: () => dv! };
+    const d = q.shape[2] / heads;
+    const [dq, dk, dv] = hasKernel(FUSED_ATTENTION_GRAD) && d <= MAX_FUSED_GRAD_HEAD_DIM
+      ? fusedAttentionGrad(q, k, v, o, dy as tf.Tensor3D, heads)
+      : attentionGradFromPrimitives(q, k, v, dy as tf.Tensor3D, heads);
+    return { q: () => dq, k: () => dk, v: () => dv };
   },
 });
+
+/** The fused backward kernel: dq, and dk/dv packed as [2, B, Lk, heads·d]. */
+function fusedAttentionGrad(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, o: tf.Tensor3D, dy: tf.Tensor3D, heads: number): tf.Tensor3D[] {
+  return tf.tidy(() => {
+    const [dq, dkv] = tf.engine().runKernel(FUSED_ATTENTION_GRAD, { q, k, v, o, dy }, { heads }) as tf.Tensor[];
+    const [dk, dv] = tf.unstack(dkv!, 0) as tf.Tensor3D[];
+    return [dq as tf.Tensor3D, dk!, dv!];
+  });
+}
+
+/** Recomputes P from q and k with primitive ops and applies the closed-form backward. */
+function attentionGradFromPrimitives(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, dy: tf.Tensor3D, heads: number): tf.Tensor3D[] {
+  return tf.tidy(() => {
+    const scale = 1 / Math.sqrt(q.shape[2] / heads);
+    const qh = splitHeads(q, heads);
+    const kh = splitHeads(k, heads);
+    const vh = splitHeads(v, heads);
+    const g = splitHeads(dy, heads);
+    const p = tf.softmax(tf.mul(tf.matMul(qh, kh, false, true), scale));
+    const dp = tf.matMul(g, vh, false, true);
+    // softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P))
+    const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
+    return [
+      mergeHeads(tf.mul(tf.matMul(ds, kh), scale)),
+      mergeHeads(tf.mul(tf.matMul(ds, qh, true, false), scale)),
+      mergeHeads(tf.matMul(p, g, true, false)),
+    ];
+  });
+}
 
 tf.registerGradient({
   kernelName: FUSED_GROUP_NORM,

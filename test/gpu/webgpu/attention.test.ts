@@ -38,16 +38,32 @@ describe('fused attention on WebGPU (GL compat adapter)', { skip: unavailable ??
     assert.ok(c.relErr < TOL, `relative error ${c.relErr}`);
   });
 
-  test('gradients with respect to q, k and v match autodiff through the primitives', async () => {
-    const f = () => {
-      const w = rand([2, 37, 80], 4);
-      const loss = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) => tf.sum(tf.mul(attention(q as tf.Tensor3D, k as tf.Tensor3D, v as tf.Tensor3D, 2), w));
-      return tf.grads(loss)([rand([2, 37, 80], 1, 2), rand([2, 77, 80], 2, 2), rand([2, 77, 80], 3)]);
-    };
+  const gradCase = (lq: number, lk: number, heads: number, d: number) => () => {
+    const w = rand([2, lq, heads * d], 4);
+    const loss = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) => tf.sum(tf.mul(attention(q as tf.Tensor3D, k as tf.Tensor3D, v as tf.Tensor3D, heads), w));
+    return tf.grads(loss)([rand([2, lq, heads * d], 1, 2), rand([2, lk, heads * d], 2, 2), rand([2, lk, heads * d], 3)]);
+  };
+
+  test('gradients (fused backward, head dim 40, 77 keys) match autodiff through the primitives', async () => {
+    const f = gradCase(37, 77, 2, 40);
     const used = await programsUsed(f);
-    assert.ok(used.has('FlashAttentionProgram'), `programs: ${[...used]}`);
+    assert.ok(['FlashAttentionProgram', 'AttentionRowStatsProgram', 'AttentionGradQProgram', 'AttentionGradKVProgram'].every((p) => used.has(p)), `programs: ${[...used]}`);
+    assert.ok(!used.has('SoftmaxProgram'), 'no score matrix is recomputed with primitives');
     const c = await compareWithCpu(f);
     assert.deepEqual(c.shapes, [[2, 37, 80], [2, 77, 80], [2, 77, 80]]);
+    assert.ok(c.relErr < TOL, `relative error ${c.relErr}`);
+  });
+
+  test('gradients, several query and key blocks (130 × 150, head dim 8)', async () => {
+    const c = await compareWithCpu(gradCase(130, 150, 3, 8));
+    assert.ok(c.relErr < TOL, `relative error ${c.relErr}`);
+  });
+
+  test('gradients for head dim 80 (no fused backward) recompute with primitives, still exact', async () => {
+    const f = gradCase(20, 77, 2, 80);
+    const used = await programsUsed(f);
+    assert.ok(used.has('FlashAttentionProgram') && used.has('SoftmaxProgram') && !used.has('AttentionGradKVProgram'), `programs: ${[...used]}`);
+    const c = await compareWithCpu(f);
     assert.ok(c.relErr < TOL, `relative error ${c.relErr}`);
   });
 
