@@ -293,6 +293,8 @@ export interface JobUpdate {
 export interface UpdateSink {
   platform: Platform;
   deliver(update: JobUpdate): Promise<void>;
+  /** at most one progress/position update per job per this many ms (default: PROGRESS_INTERVAL_MS) */
+  progressIntervalMs?: number;
 }
 
 /** The core services adapters talk to (implemented in src/bot.ts). */
