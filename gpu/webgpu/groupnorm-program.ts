@@ -18,7 +18,7 @@ export interface GroupNormShape {
   groups: number;
 }
 
-const STATS_THREADS = 256;
+export const STATS_THREADS = 256;
 /** Aim for at least this many statistics workgroups (a large GPU has 100+ SMs). */
 const TARGET_STATS_WORKGROUPS = 512;
 
@@ -27,9 +27,20 @@ export function groupNormSlices(s: GroupNormShape): number {
   return Math.max(1, Math.min(64, s.pixels, Math.ceil(TARGET_STATS_WORKGROUPS / (s.batch * s.groups))));
 }
 
-/** Pixels [start, end) of slice `i` out of `slices`. */
-function sliceBounds(pixels: number, slices: number): string {
+/** WGSL: pixels [p0, p1) of slice `s` out of `slices`. */
+export function sliceBounds(pixels: number, slices: number): string {
   return `let p0 = (s * ${pixels}) / ${slices}; let p1 = ((s + 1) * ${pixels}) / ${slices};`;
+}
+
+/** WGSL: sums `v` over the workgroup into red[0] (needs `var<workgroup> red : array<f32, STATS_THREADS>`). */
+export function workgroupSum(v: string): string {
+  return `
+      red[tid] = ${v};
+      workgroupBarrier();
+      for (var w = ${STATS_THREADS / 2}; w > 0; w = w / 2) {
+        if (tid < w) { red[tid] = red[tid] + red[tid + w]; }
+        workgroupBarrier();
+      }`;
 }
 
 /** Output [batch·groups·slices, 2]: per slice, its mean and its sum of squared deviations. */
@@ -50,13 +61,7 @@ export class GroupNormStatsProgram implements WebGPUProgram {
   getUserCode(): string {
     const { pixels, channels, groups } = this.s;
     const cg = channels / groups;
-    const reduce = (v: string) => `
-      red[tid] = ${v};
-      workgroupBarrier();
-      for (var w = ${STATS_THREADS / 2}; w > 0; w = w / 2) {
-        if (tid < w) { red[tid] = red[tid] + red[tid + w]; }
-        workgroupBarrier();
-      }`;
+    const reduce = workgroupSum;
     return `
       var<workgroup> red : array<f32, ${STATS_THREADS}>;
       fn main() {
@@ -181,14 +186,24 @@ export class GroupNormApplyProgram implements WebGPUProgram {
   }
 }
 
-/** The three dispatches on x [N, H, W, C] (C a multiple of 4 and of groups). */
-export function runGroupNorm(backend: WebGPUBackendLike, x: TensorInfo, gamma: TensorInfo, beta: TensorInfo, groups: number, eps: number, silu: boolean): TensorInfo {
+export function groupNormShape(x: TensorInfo, groups: number): GroupNormShape {
   const [batch, h, w, channels] = x.shape as [number, number, number, number];
-  const s: GroupNormShape = { batch, pixels: h * w, channels, groups };
+  return { batch, pixels: h * w, channels, groups };
+}
+
+/** [batch·groups, 2]: mean and 1/σ per (image, group), in two dispatches. */
+export function runGroupNormStats(backend: WebGPUBackendLike, x: TensorInfo, s: GroupNormShape, eps: number): TensorInfo {
   const slices = groupNormSlices(s);
   const partial = backend.runWebGPUProgram(new GroupNormStatsProgram(s, slices), [x], 'float32');
   const stats = backend.runWebGPUProgram(new GroupNormFinalizeProgram(s, slices, eps), [partial], 'float32');
   backend.disposeData(partial.dataId);
+  return stats;
+}
+
+/** The three dispatches on x [N, H, W, C] (C a multiple of 4 and of groups). */
+export function runGroupNorm(backend: WebGPUBackendLike, x: TensorInfo, gamma: TensorInfo, beta: TensorInfo, groups: number, eps: number, silu: boolean): TensorInfo {
+  const s = groupNormShape(x, groups);
+  const stats = runGroupNormStats(backend, x, s, eps);
   const y = backend.runWebGPUProgram(new GroupNormApplyProgram(x.shape, s, silu), [x, stats, gamma, beta], 'float32');
   backend.disposeData(stats.dataId);
   return y;

@@ -8,6 +8,7 @@
 //   PerfusionAttention               → FlashAttentionProgram   (attention-program.ts)
 //   PerfusionAttentionGrad           → row statistics, dq and dk/dv programs (attention-grad-program.ts)
 //   PerfusionGroupNorm               → GroupNorm programs      (groupnorm-program.ts)
+//   PerfusionGroupNormGrad           → its input gradient      (groupnorm-grad-program.ts)
 import '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
@@ -16,7 +17,8 @@ import { runTiledConv2d, runTiledConv2dBackpropInput, type ConvAttrs } from './c
 import { runFlashAttention } from './attention-program.ts';
 import { runFlashAttentionGrad } from './attention-grad-program.ts';
 import { runGroupNorm } from './groupnorm-program.ts';
-import { FUSED_ATTENTION, FUSED_ATTENTION_GRAD, FUSED_GROUP_NORM } from './ops.ts';
+import { runGroupNormGrad } from './groupnorm-grad-program.ts';
+import { FUSED_ATTENTION, FUSED_ATTENTION_GRAD, FUSED_GROUP_NORM, FUSED_GROUP_NORM_GRAD } from './ops.ts';
 import type { WebGPUBackendLike } from './program-util.ts';
 
 type KernelArgs = { inputs: Record<string, TensorInfo | undefined>; backend: WebGPUBackendLike; attrs: NamedAttrMap };
@@ -45,6 +47,8 @@ const newKernels: Record<string, (args: KernelArgs) => TensorInfo | TensorInfo[]
     runFlashAttentionGrad(backend, inputs.q!, inputs.k!, inputs.v!, inputs.o!, inputs.dy!, attrs.heads as number),
   [FUSED_GROUP_NORM]: ({ inputs, backend, attrs }) =>
     runGroupNorm(backend, inputs.x!, inputs.gamma!, inputs.beta!, attrs.groups as number, attrs.eps as number, !!attrs.silu),
+  [FUSED_GROUP_NORM_GRAD]: ({ inputs, backend, attrs }) =>
+    runGroupNormGrad(backend, inputs.x!, inputs.gamma!, inputs.beta!, inputs.dz!, attrs.groups as number, attrs.eps as number, !!attrs.silu),
 };
 
 let stock: Map<string, KernelConfig> | undefined;

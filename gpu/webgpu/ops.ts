@@ -2,9 +2,8 @@
 //
 // Only backends that register a kernel for them run them (webgpu, see kernels.ts); gpu/sd/nn.ts asks
 // `canFuse…` and otherwise computes the same thing from primitive ops. Their gradients are registered here,
-// for any backend. Attention's uses the fused backward kernel where the backend has one (webgpu, head dims up to
-// MAX_FUSED_GRAD_HEAD_DIM), else recomputes the scores from primitives; GroupNorm's recomputes the statistics
-// from primitives. Either way nothing of the [Lq, Lk] attention matrix is kept between forward and backward,
+// for any backend. Each uses a fused backward kernel where the backend has one (webgpu; attention for head dims up
+// to MAX_FUSED_GRAD_HEAD_DIM, GroupNorm for x) and otherwise recomputes from primitives. Either way nothing of the [Lq, Lk] attention matrix is kept between forward and backward,
 // and each recomputation runs in one tf.tidy, so its intermediates are freed as soon as the node's gradients exist.
 // This module imports no backend: it is safe to load on wasm/cpu.
 import * as tf from '@tensorflow/tfjs-core';
@@ -12,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 export const FUSED_ATTENTION = 'PerfusionAttention';
 export const FUSED_ATTENTION_GRAD = 'PerfusionAttentionGrad';
 export const FUSED_GROUP_NORM = 'PerfusionGroupNorm';
+export const FUSED_GROUP_NORM_GRAD = 'PerfusionGroupNormGrad';
 
 /** Largest head dim the fused attention takes (SD 1.x: 40/80/160); the VAE's 512 stays on matmuls. */
 export const MAX_FUSED_HEAD_DIM = 160;
@@ -110,29 +110,44 @@ tf.registerGradient({
   inputsToSave: ['x', 'gamma', 'beta'],
   gradFunc: (dz, saved, attrs) => {
     const [x, gamma, beta] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D];
-    const { groups, eps, silu } = attrs as unknown as { groups: number; eps: number; silu: boolean };
-    const [dx, dgamma, dbeta] = tf.tidy(() => {
-      const [n, h, w, c] = x.shape;
-      const grouped = tf.reshape(x, [n, h, w, groups, c / groups]);
-      const { mean, variance } = tf.moments(grouped, [1, 2, 4], true);
-      const rstd = tf.rsqrt(tf.add(variance, eps));
-      const xhat = tf.reshape(tf.mul(tf.sub(grouped, mean), rstd), [n, h, w, c]);
-      let dy = dz as tf.Tensor;
-      if (silu) {
-        // d/dy [y·σ(y)] = σ(y)·(1 + y·(1 − σ(y)))
-        const y = tf.add(tf.mul(xhat, gamma), beta);
-        const sig = tf.sigmoid(y);
-        dy = tf.mul(dy, tf.mul(sig, tf.add(1, tf.mul(y, tf.sub(1, sig)))));
-      }
-      const dgamma = tf.sum(tf.mul(dy, xhat), [0, 1, 2]);
-      const dbeta = tf.sum(dy, [0, 1, 2]);
-      // x̂ backward per group: dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))
-      const dxhat = tf.reshape(tf.mul(dy, gamma), [n, h, w, groups, c / groups]);
-      const xhatG = tf.reshape(xhat, [n, h, w, groups, c / groups]);
-      const dxG = tf.mul(rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, [1, 2, 4], true)),
-        tf.mul(xhatG, tf.mean(tf.mul(dxhat, xhatG), [1, 2, 4], true))));
-      return [tf.reshape(dxG, [n, h, w, c]), dgamma, dbeta];
-    });
-    return { x: () => dx!, gamma: () => dgamma!, beta: () => dbeta! };
+    const a = attrs as unknown as GroupNormAttrs;
+    // Each closure runs only if its input is differentiated (Perfusion: x only; gamma/beta are frozen).
+    return {
+      x: () => hasKernel(FUSED_GROUP_NORM_GRAD)
+        ? tf.engine().runKernel(FUSED_GROUP_NORM_GRAD, { x, gamma, beta, dz: dz as tf.Tensor }, { ...a }) as tf.Tensor
+        : groupNormInputGrad(x, gamma, beta, dz as tf.Tensor, a),
+      gamma: () => { const { xhat, dy } = groupNormBackwardParts(x, gamma, beta, dz as tf.Tensor, a); return tf.sum(tf.mul(dy, xhat), [0, 1, 2]); },
+      beta: () => tf.sum(groupNormBackwardParts(x, gamma, beta, dz as tf.Tensor, a).dy, [0, 1, 2]),
+    };
   },
 });
+
+interface GroupNormAttrs { groups: number; eps: number; silu: boolean }
+
+/** x̂, 1/σ (per group, broadcastable over [N, H, W, G, C/G]) and the gradient at the affine output y. */
+function groupNormBackwardParts(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, dz: tf.Tensor, { groups, eps, silu }: GroupNormAttrs) {
+  const [n, h, w, c] = x.shape;
+  const grouped = tf.reshape(x, [n, h, w, groups, c / groups]);
+  const { mean, variance } = tf.moments(grouped, [1, 2, 4], true);
+  const rstd = tf.rsqrt(tf.add(variance, eps));
+  const xhat = tf.reshape(tf.mul(tf.sub(grouped, mean), rstd), [n, h, w, c]);
+  let dy = dz;
+  if (silu) {
+    // d/dy [y·σ(y)] = σ(y)·(1 + y·(1 − σ(y)))
+    const y = tf.add(tf.mul(xhat, gamma), beta);
+    const sig = tf.sigmoid(y);
+    dy = tf.mul(dy, tf.mul(sig, tf.add(1, tf.mul(y, tf.sub(1, sig)))));
+  }
+  return { xhat, rstd, dy };
+}
+
+/** dx = 1/σ·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) per group, with dx̂ = dy·γ. */
+function groupNormInputGrad(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, dz: tf.Tensor, a: GroupNormAttrs): tf.Tensor {
+  const [n, h, w, c] = x.shape;
+  const { xhat, rstd, dy } = groupNormBackwardParts(x, gamma, beta, dz, a);
+  const grouped = [n, h, w, a.groups, c / a.groups];
+  const dxhat = tf.reshape(tf.mul(dy, gamma), grouped);
+  const xhatG = tf.reshape(xhat, grouped);
+  const dx = tf.mul(rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, [1, 2, 4], true)), tf.mul(xhatG, tf.mean(tf.mul(dxhat, xhatG), [1, 2, 4], true))));
+  return tf.reshape(dx, [n, h, w, c]);
+}

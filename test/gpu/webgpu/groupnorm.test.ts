@@ -31,20 +31,32 @@ describe('fused GroupNorm on WebGPU (GL compat adapter)', { skip: unavailable ??
     });
   }
 
+  const gradCase = (silu: boolean, wrt: 'x' | 'all') => () => {
+    const w = rand([2, 5, 6, 16], 4);
+    const gamma = rand([16], 2);
+    const beta = rand([16], 3);
+    const x = tf.add(rand([2, 5, 6, 16], 1, 3), 1);
+    const norm = (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNorm(x as tf.Tensor4D, { gamma: g as tf.Tensor1D, beta: b as tf.Tensor1D }, 4, 1e-5, silu);
+    return wrt === 'x'
+      ? [tf.grad((x: tf.Tensor) => tf.sum(tf.mul(norm(x, gamma, beta), w)))(x)]
+      : tf.grads((x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(norm(x, g, b), w)))([x, gamma, beta]);
+  };
+
   for (const silu of [true, false]) {
-    test(`gradients with respect to x, gamma and beta${silu ? ' through the SiLU' : ''} match autodiff through the primitives`, async () => {
-      const f = () => {
-        const w = rand([2, 5, 6, 16], 4);
-        const loss = (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
-          tf.sum(tf.mul(groupNorm(x as tf.Tensor4D, { gamma: g as tf.Tensor1D, beta: b as tf.Tensor1D }, 4, 1e-5, silu), w));
-        return tf.grads(loss)([tf.add(rand([2, 5, 6, 16], 1, 3), 1), rand([16], 2), rand([16], 3)]);
-      };
-      assert.ok((await programsUsed(f)).has('GroupNormApplyProgram'));
+    test(`input gradient${silu ? ' through the SiLU' : ''} runs fused and matches autodiff through the primitives`, async () => {
+      const f = gradCase(silu, 'x');
+      const used = await programsUsed(f);
+      assert.ok(used.has('GroupNormGradApplyProgram') && !used.has('UnaryOpProgram'), `programs: ${[...used]}`);
       const c = await compareWithCpu(f);
-      assert.deepEqual(c.shapes, [[2, 5, 6, 16], [16], [16]]);
       assert.ok(c.relErr < TOL, `relative error ${c.relErr}`);
     });
   }
+
+  test('gradients with respect to x, gamma and beta match autodiff through the primitives', async () => {
+    const c = await compareWithCpu(gradCase(true, 'all'));
+    assert.deepEqual(c.shapes, [[2, 5, 6, 16], [16], [16]]);
+    assert.ok(c.relErr < TOL, `relative error ${c.relErr}`);
+  });
 
   test('channels not divisible by 4 use the primitive path', async () => {
     const f = gn([1, 4, 4, 6], 3, true);
