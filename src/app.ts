@@ -1,0 +1,69 @@
+// The composition root: store → engine workers → scheduler → BotCore → local web chat. Used by src/main.ts
+// (`npm start`) and by the end-to-end tests, which start and stop whole bots in-process or as child processes.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { commands } from '../commands/index.ts';
+import { Bot } from './bot.ts';
+import { startLocalChat, type LocalChat } from './chat/local/server.ts';
+import type { Config } from './config.ts';
+import type { JobExecutor } from './jobs/executor.ts';
+import { JobKinds } from './jobs/job-kinds.ts';
+import { Scheduler } from './jobs/scheduler.ts';
+import { WorkerPool } from './jobs/worker-pool.ts';
+import { createLogger, type Logger } from './log.ts';
+import { openMigratedDatabase } from './store/migrate.ts';
+import { openDatabase } from './store/prisma.ts';
+import type { Services } from './services.ts';
+
+export interface App {
+  config: Config;
+  services: Services;
+  bot: Bot;
+  chat: LocalChat | null;
+  /** stop taking work, let running work finish or checkpoint (within graceMs), close everything */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  log?: Logger;
+  /** a different executor (tests of the scheduler's logic); default: GPU worker threads */
+  executor?: JobExecutor;
+}
+
+export async function startApp(config: Config, opts: StartOptions = {}): Promise<App> {
+  const log = opts.log ?? createLogger(config.logLevel);
+  mkdirSync(config.dataDir, { recursive: true });
+  const { db, migrated } = await openMigratedDatabase(config.database, openDatabase);
+  if (migrated) log.info({ provider: config.database.provider }, 'database migrations applied');
+  const executor = opts.executor ?? new WorkerPool({
+    init: { modelDir: config.modelDir, demoModelDir: join(config.dataDir, 'demo-model'), backend: config.backend, cacheDir: join(config.dataDir, 'cache') },
+    workers: config.gpuWorkers,
+    log,
+  });
+  const scheduler = new Scheduler(db, executor, new JobKinds(db, { checkpointEvery: config.checkpointEvery }), {
+    maxAttempts: config.jobMaxAttempts, log,
+  });
+  const services: Services = { db, scheduler, executor, config, log };
+  const bot = new Bot(services, commands);
+  const chat = config.localChat ? await startLocalChat(services, bot, config.port) : null;
+  await scheduler.start();
+  await bot.redeliver();
+  bot.engineReady().then(
+    () => log.info({ model: bot.model }, 'model loaded'),
+    (err) => log.error({ reason: (err as Error).message }, 'the model could not be loaded; commands will say so'),
+  );
+
+  let stopped: Promise<void> | null = null;
+  return {
+    config, services, bot, chat,
+    stop(graceMs = config.shutdownGraceMs) {
+      stopped ??= (async () => {
+        await chat?.close();
+        await scheduler.shutdown(graceMs);
+        await executor.close();
+        await db.$disconnect();
+      })();
+      return stopped;
+    },
+  };
+}
