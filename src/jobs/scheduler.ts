@@ -243,7 +243,7 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
     } catch (err) {
       log.error({ err }, 'job bookkeeping failed');
     } finally {
-      this.running.delete(next.id);
+      if (this.running.get(next.id) === run) this.running.delete(next.id);
       this.orderCache = null;
       this.schedulePositions();
     }
@@ -296,7 +296,7 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
         await this.states.fail(job.id, interruptedTooOften(job.attempts));
       } else {
         const again = await this.states.requeue(job.id, 'crash');
-        if (again && this.accepting) this.enqueue(again);
+        if (again && this.accepting) { this.running.delete(job.id); this.enqueue(again); }
       }
     } else {
       log.error({ err }, 'job failed');
