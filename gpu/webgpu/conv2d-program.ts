@@ -40,6 +40,11 @@ export class Conv2dTiledProgram implements WebGPUProgram {
   dispatchLayout = { x: [] as number[], y: [0] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
+  /**
+   * Image sizes, padding and output channels are uniforms; the input channels, filter size, strides and
+   * dilations stay constants (they are few, and the per-load index arithmetic divides by them).
+   */
+  uniforms = 'inH : i32, inW : i32, outH : i32, outW : i32, outC : i32, padTop : i32, padLeft : i32, M : i32,';
 
   constructor(private g: ConvGeometry, private tile: GemmTile, private bias: boolean, private activation: 'linear' | 'relu') {
     this.outputShape = [g.batch, g.outH, g.outW, g.outC];
@@ -48,21 +53,27 @@ export class Conv2dTiledProgram implements WebGPUProgram {
     this.workgroupSize = gemmWorkgroupSize(tile);
     const m = g.batch * g.outH * g.outW;
     this.dispatch = [Math.ceil(g.outC / tile.bn), Math.ceil(m / tile.bm), 1];
-    this.shaderKey = `perfusionConv2d_${JSON.stringify(g)}_${JSON.stringify(tile)}_${bias}_${activation}`;
+    const fixed = [g.inC, g.kh, g.kw, g.strideH, g.strideW, g.dilationH, g.dilationW, g.flipped];
+    this.shaderKey = `perfusionConv2d_${fixed.join('_')}_${JSON.stringify(tile)}_${bias}_${activation}`;
+  }
+
+  uniformData(): Array<{ type: string; data: number[] }> {
+    const g = this.g;
+    return [g.inH, g.inW, g.outH, g.outW, g.outC, g.padTop, g.padLeft, g.batch * g.outH * g.outW].map((v) => ({ type: 'int32', data: [v] }));
   }
 
   getUserCode(): string {
     const g = this.g;
-    const m = g.batch * g.outH * g.outW;
     const k = g.kh * g.kw * g.inC;
     const helpers = `
       struct ARow { base : i32, iy0 : i32, ix0 : i32, ok : bool };
       fn ACtx(m : i32) -> ARow {
-        let n = m / ${g.outH * g.outW};
-        let r = m - n * ${g.outH * g.outW};
-        let oy = r / ${g.outW};
-        let ox = r - oy * ${g.outW};
-        return ARow(n * ${g.inH * g.inW * g.inC}, oy * ${g.strideH} - ${g.padTop}, ox * ${g.strideW} - ${g.padLeft}, m < ${m});
+        let plane = uniforms.outH * uniforms.outW;
+        let n = m / plane;
+        let r = m - n * plane;
+        let oy = r / uniforms.outW;
+        let ox = r - oy * uniforms.outW;
+        return ARow(n * uniforms.inH * uniforms.inW * ${g.inC}, oy * ${g.strideH} - uniforms.padTop, ox * ${g.strideW} - uniforms.padLeft, m < uniforms.M);
       }
       fn ALoad(c : ARow, k : i32) -> vec4<f32> {
         let tap = k / ${g.inC};
@@ -71,8 +82,8 @@ export class Conv2dTiledProgram implements WebGPUProgram {
         let kx = tap - ky * ${g.kw};
         let iy = c.iy0 + ky * ${g.dilationH};
         let ix = c.ix0 + kx * ${g.dilationW};
-        if (c.ok && k < ${k} && iy >= 0 && iy < ${g.inH} && ix >= 0 && ix < ${g.inW}) {
-          return x[(c.base + (iy * ${g.inW} + ix) * ${g.inC} + ci) / 4];
+        if (c.ok && k < ${k} && iy >= 0 && iy < uniforms.inH && ix >= 0 && ix < uniforms.inW) {
+          return x[(c.base + (iy * uniforms.inW + ix) * ${g.inC} + ci) / 4];
         }
         return vec4<f32>(0.0);
       }
@@ -83,17 +94,17 @@ export class Conv2dTiledProgram implements WebGPUProgram {
         let co = k - tap * ${g.inC};
         let ky = tap / ${g.kw};
         let kx = tap - ky * ${g.kw};
-        if (n < ${g.outC} && k < ${k}) {
-          return W[(((${g.kh - 1} - ky) * ${g.kw} + (${g.kw - 1} - kx)) * ${g.outC * g.inC} + n * ${g.inC} + co) / 4];
+        if (n < uniforms.outC && k < ${k}) {
+          return W[(((${g.kh - 1} - ky) * ${g.kw} + (${g.kw - 1} - kx)) * uniforms.outC * ${g.inC} + n * ${g.inC} + co) / 4];
         }
         return vec4<f32>(0.0);
       }` : `
       fn BLoad4(k : i32, n : i32) -> vec4<f32> {
-        if (k < ${k} && n < ${g.outC}) { return W[(k * ${g.outC} + n) / 4]; }
+        if (k < ${k} && n < uniforms.outC) { return W[(k * uniforms.outC + n) / 4]; }
         return vec4<f32>(0.0);
       }`}`;
     return gemmShader({
-      tile: this.tile, m, n: g.outC, k,
+      tile: this.tile, m: 'uniforms.M', n: 'uniforms.outC', k: String(k),
       a: 'k4', b: g.flipped ? 'k4' : 'o4',
       helpers, bias: this.bias, activation: this.activation,
     });
@@ -109,7 +120,7 @@ function runConv(backend: WebGPUBackendLike, g: ConvGeometry, x: TensorInfo, fil
   const tile = chooseGemmTile(backend, 1, m, g.outC);
   if (!tile) return null;
   const program = new Conv2dTiledProgram(g, tile, !!bias, activation);
-  return backend.runWebGPUProgram(program, bias ? [x, filter, bias] : [x, filter], 'float32');
+  return backend.runWebGPUProgram(program, bias ? [x, filter, bias] : [x, filter], 'float32', program.uniformData());
 }
 
 export interface ConvAttrs {

@@ -44,9 +44,10 @@ export type Operand = 'k4' | 'o4';
 
 export interface GemmSpec {
   tile: GemmTile;
-  m: number;
-  n: number;
-  k: number;
+  /** WGSL expressions of the problem size (uniforms, so one pipeline serves many shapes) */
+  m: string;
+  n: string;
+  k: string;
   a: Operand;
   b: Operand;
   /** WGSL added before `main` (the operand functions and anything they need) */
@@ -102,7 +103,6 @@ export function gemmShader(s: GemmSpec): string {
 
   const A = operand('A', s.a, bm, 'm0');
   const B = operand('B', s.b, bn, 'n0');
-  const numTiles = Math.ceil(s.k / bk);
 
   emit(`var<workgroup> sA : array<vec4<f32>, ${(bk * bm) / 4}>;`);
   emit(`var<workgroup> sB : array<vec4<f32>, ${(bk * bn) / 4}>;`);
@@ -119,13 +119,14 @@ export function gemmShader(s: GemmSpec): string {
   const gm = tm / 4;
   const gn = tn / 4;
   for (let g = 0; g < gm; g++) for (let r = 0; r < 4; r++) for (let h = 0; h < gn; h++) emit(`  var acc${g}_${r}_${h} = vec4<f32>(0.0);`);
+  emit(`  let numTiles = (${s.k} + ${bk - 1}) / ${bk};`);
   emit(`  var k0 = 0;`);
   for (const l of [...A.load, ...B.load]) emit(`  ${l}`);
   for (const l of [...A.store, ...B.store]) emit(`  ${l}`);
   emit(`  workgroupBarrier();`);
-  emit(`  for (var t = 0; t < ${numTiles}; t++) {`);
+  emit(`  for (var t = 0; t < numTiles; t++) {`);
   emit(`    k0 = (t + 1) * ${bk};`);
-  emit(`    if (t + 1 < ${numTiles}) {`);
+  emit(`    if (t + 1 < numTiles) {`);
   for (const l of [...A.load, ...B.load]) emit(`      ${l}`);
   emit(`    }`);
   for (let kk = 0; kk < bk; kk++) {
@@ -136,7 +137,7 @@ export function gemmShader(s: GemmSpec): string {
     }
   }
   emit(`    workgroupBarrier();`);
-  emit(`    if (t + 1 < ${numTiles}) {`);
+  emit(`    if (t + 1 < numTiles) {`);
   for (const l of [...A.store, ...B.store]) emit(`      ${l}`);
   emit(`    }`);
   emit(`    workgroupBarrier();`);

@@ -27,6 +27,8 @@ export class MatMulTiledProgram implements WebGPUProgram {
   dispatchLayout = { x: [] as number[], y: [0] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
+  /** sizes are uniforms: the pipeline depends only on the layout, the tile and the epilogue */
+  uniforms = 'm : i32, n : i32, k : i32,';
 
   constructor(outputShape: number[], private d: MatMulDims, private tile: GemmTile, private bias: boolean, private activation: 'linear' | 'relu') {
     this.outputShape = outputShape;
@@ -34,13 +36,19 @@ export class MatMulTiledProgram implements WebGPUProgram {
     this.variableComponents = bias ? [4, 4, 4] : [4, 4];
     this.workgroupSize = gemmWorkgroupSize(tile);
     this.dispatch = [Math.ceil(d.n / tile.bn), Math.ceil(d.m / tile.bm), d.batch];
-    this.shaderKey = `perfusionMatMul_${JSON.stringify(d)}_${JSON.stringify(tile)}_${bias}_${activation}`;
+    const layout = { tA: d.transposeA, tB: d.transposeB, bcastA: d.batchA === 1, bcastB: d.batchB === 1 };
+    this.shaderKey = `perfusionMatMul_${JSON.stringify(layout)}_${JSON.stringify(tile)}_${bias}_${activation}`;
+  }
+
+  uniformData(): Array<{ type: string; data: number[] }> {
+    return [{ type: 'int32', data: [this.d.m] }, { type: 'int32', data: [this.d.n] }, { type: 'int32', data: [this.d.k] }];
   }
 
   getUserCode(): string {
-    const { m, n, k, transposeA, transposeB, batchA, batchB } = this.d;
-    const aBase = batchA === 1 ? '0' : `batchIdx * ${m * k}`;
-    const bBase = batchB === 1 ? '0' : `batchIdx * ${k * n}`;
+    const { transposeA, transposeB, batchA, batchB } = this.d;
+    const [m, n, k] = ['uniforms.m', 'uniforms.n', 'uniforms.k'];
+    const aBase = batchA === 1 ? '0' : `batchIdx * ${m} * ${k}`;
+    const bBase = batchB === 1 ? '0' : `batchIdx * ${k} * ${n}`;
     const helpers = [
       transposeA
         ? `fn ALoad4(k : i32, m : i32) -> vec4<f32> {
@@ -107,5 +115,5 @@ export function runTiledMatMul(
   const tile = chooseGemmTile(backend, batch, m, n);
   if (!tile) return null;
   const program = new MatMulTiledProgram([...outer, m, n], { batch, m, n, k, transposeA, transposeB, batchA, batchB }, tile, !!bias, act);
-  return backend.runWebGPUProgram(program, bias ? [a, b, bias] : [a, b], 'float32');
+  return backend.runWebGPUProgram(program, bias ? [a, b, bias] : [a, b], 'float32', program.uniformData());
 }
