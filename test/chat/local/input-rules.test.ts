@@ -15,7 +15,7 @@ let good: Uint8Array;
 async function teachForm(fields: Record<string, string>, files: { name: string; bytes: Uint8Array; type?: string }[]) {
   const fd = new FormData();
   for (const [k, v] of Object.entries(fields)) fd.set(k, v);
-  for (const f of files) fd.append('images', new Blob([f.bytes], { type: f.type ?? 'image/png' }), f.name);
+  for (const f of files) fd.append('images', new Blob([f.bytes as Uint8Array<ArrayBuffer>], { type: f.type ?? 'image/png' }), f.name);
   const res = await fetch(`${base}api/teach`, { method: 'POST', body: fd });
   return { status: res.status, body: await res.json() as Record<string, any> };
 }
