@@ -8,6 +8,10 @@ const BENCHMARKS: Record<string, { describe: string; load: () => Promise<{ run(a
     describe: 'text encoding, one UNet step, VAE decode and a whole image; [--model DIR] [--backend B] [--steps N] [--size S] [--scheduler S] [--architecture sd15|demo] [--repeat N] [--json FILE]',
     load: () => import('./bench/engine.ts'),
   },
+  kernels: {
+    describe: 'stock vs custom WebGPU kernels (matmul, conv, attention, GroupNorm, their gradients); [--repeat N] [--only SUBSTR] [--sweep] [--toggles T1,T2] [--small] [--json FILE]',
+    load: () => import('./bench/kernels.ts'),
+  },
 };
 
 export async function main(argv: readonly string[]): Promise<number> {

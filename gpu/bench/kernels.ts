@@ -1,8 +1,8 @@
 // Kernel micro-benchmark: tfjs's stock WebGPU kernels against the project's custom programs on SD 1.5's
 // heavy primitives (performance.md's table), plus the gradients Perfusion training runs.
 //
-//   tsx gpu/bench/kernels.ts [--repeat N] [--only SUBSTR] [--sweep] [--toggles T1,T2] [--small] [--json FILE]
-//   (or `tsx gpu/bench.ts kernels …` through the bench dispatcher)
+//   tsx gpu/bench.ts kernels [--repeat N] [--only SUBSTR] [--sweep] [--toggles T1,T2] [--small] [--json FILE]
+// (a module of the gpu/bench.ts dispatcher: it has no entry point of its own, so one bundle holds every benchmark)
 //
 // For each case it prints wall-clock ms per call (back-to-back calls, GPU drained at the end: includes the CPU
 // cost of recording dispatches), GPU ms from timestamp queries (one profiled call; "–" when the device has no
@@ -11,9 +11,7 @@
 // toggles (e.g. disable_robustness) to the device; --small shrinks every size (to try the script on the
 // software GL adapter: PERFUSION_WEBGPU_ADAPTER=compat-gl).
 import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { backendInfo, initBackend, releaseWebGPU } from '../backend.ts';
 import { registerGradients } from '../gradients.ts';
@@ -256,8 +254,4 @@ export async function run(argv: readonly string[]): Promise<number> {
   if (values.json) writeFileSync(values.json, JSON.stringify({ device: info, repeat, results }, null, 2));
   releaseWebGPU();
   return 0;
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  process.exitCode = await run(process.argv.slice(2));
 }
