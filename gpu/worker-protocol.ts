@@ -62,6 +62,9 @@ export interface WorkerTeachRequest {
   images: WorkerTeachImage[];
   steps: number;
   seed?: number;
+  /** images per forward pass and micro-batches per step (engine defaults when absent) */
+  batchSize?: number;
+  gradientAccumulation?: number;
   /** the last checkpoint of an interrupted run */
   resumeFrom?: Uint8Array;
   /** send a checkpoint every this many steps */

@@ -55,10 +55,13 @@ function slerp(a: Float32Array, b: Float32Array, t: number): Float32Array {
 interface TeachApi {
   teachConcept(pipeline: StableDiffusionPipeline, req: {
     name: string; category: string; images: { width: number; height: number; rgb: Uint8Array }[]; steps?: number; seed?: number;
-    resumeFrom?: Uint8Array; onCheckpoint?: (state: Uint8Array, step: number) => void | Promise<void>;
+    batchSize?: number; gradientAccumulation?: number;
+    resumeFrom?: Uint8Array; onCheckpoint?: (state: Uint8Array, step: number) => void | Promise<void>; checkpointEvery?: number; cacheDir?: string;
     onProgress?: (p: { step: number; total: number; loss: number; etaMs: number }) => void; signal?: AbortSignal;
   }): Promise<{ artifact: ConceptArtifact; bytes: Uint8Array; finalLoss: number; steps: number }>;
 }
+
+const covarianceDir = join(init.cacheDir, 'covariance');
 
 async function main(): Promise<void> {
   let pipeline: StableDiffusionPipeline;
@@ -66,7 +69,7 @@ async function main(): Promise<void> {
     const modelDir = init.modelDir ?? ensureDemoModel(init.demoModelDir);
     pipeline = await StableDiffusionPipeline.load(modelDir, {
       backend: init.backend,
-      conceptConditioner: createPerfusionConditioner({ cacheDir: join(init.cacheDir, 'covariance') }),
+      conceptConditioner: createPerfusionConditioner({ cacheDir: covarianceDir }),
     });
   } catch (err) {
     send({ type: 'init-failed', message: err instanceof Error ? err.message : String(err) });
@@ -115,13 +118,13 @@ async function main(): Promise<void> {
       throw Object.assign(new Error('Teaching concepts is not available in this version of the engine yet.'), { name: 'ConceptError' });
     }
     const started = performance.now();
-    let lastCheckpoint = 0;
     const result = await api.teachConcept(pipeline, {
       name: r.name, category: r.category, images: r.images, steps: r.steps, seed: r.seed, resumeFrom: r.resumeFrom, signal,
+      checkpointEvery: r.checkpointEvery, cacheDir: covarianceDir,
+      ...(r.batchSize === undefined ? {} : { batchSize: r.batchSize }),
+      ...(r.gradientAccumulation === undefined ? {} : { gradientAccumulation: r.gradientAccumulation }),
       onProgress: (p) => { checkCancel(jobId, controller); send({ type: 'progress', jobId, step: p.step, total: p.total, loss: p.loss }); },
       onCheckpoint: (state, step) => {
-        if (step - lastCheckpoint < r.checkpointEvery && step < r.steps) return;
-        lastCheckpoint = step;
         const copy = state.slice();
         send({ type: 'checkpoint', jobId, step, state: copy }, [copy.buffer as ArrayBuffer]);
       },

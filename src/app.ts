@@ -40,7 +40,9 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
     workers: config.gpuWorkers,
     log,
   });
-  const scheduler = new Scheduler(db, executor, new JobKinds(db, { checkpointEvery: config.checkpointEvery }), {
+  const scheduler = new Scheduler(db, executor, new JobKinds(db, {
+    checkpointEvery: config.checkpointEvery, teachBatchSize: config.teachBatchSize, teachGradientAccumulation: config.teachGradientAccumulation,
+  }), {
     maxAttempts: config.jobMaxAttempts, log,
   });
   const services: Services = { db, scheduler, executor, config, log };

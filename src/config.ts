@@ -22,6 +22,9 @@ export interface Config {
   jobMaxAttempts: number;
   /** training steps when /teach does not say */
   teachSteps: number;
+  /** images per training forward pass and micro-batches per step; null: the engine's defaults (4 × 4) */
+  teachBatchSize: number | null;
+  teachGradientAccumulation: number | null;
   /** a teach job saves a checkpoint every this many steps */
   checkpointEvery: number;
   /** at most one progress update per job per this many ms reaches the chat */
@@ -70,6 +73,8 @@ const schema = z.object({
   JOB_MAX_ATTEMPTS: int('JOB_MAX_ATTEMPTS', 1, 10, 3),
   TEACH_STEPS: int('TEACH_STEPS', 10, 5000, 400),
   CHECKPOINT_EVERY: int('CHECKPOINT_EVERY', 1, 1000, 25),
+  TEACH_BATCH_SIZE: z.preprocess(blank, z.coerce.number().int().min(1, { error: 'TEACH_BATCH_SIZE must be a whole number from 1 to 16.' }).max(16, { error: 'TEACH_BATCH_SIZE must be a whole number from 1 to 16.' }).optional()),
+  TEACH_GRADIENT_ACCUMULATION: z.preprocess(blank, z.coerce.number().int().min(1, { error: 'TEACH_GRADIENT_ACCUMULATION must be a whole number from 1 to 64.' }).max(64, { error: 'TEACH_GRADIENT_ACCUMULATION must be a whole number from 1 to 64.' }).optional()),
   PROGRESS_INTERVAL_MS: int('PROGRESS_INTERVAL_MS', 0, 60000, 2000),
   SHUTDOWN_GRACE_MS: int('SHUTDOWN_GRACE_MS', 0, 600000, 20000),
   LOG_LEVEL: z.preprocess(blank, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
@@ -115,6 +120,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     jobMaxAttempts: v.JOB_MAX_ATTEMPTS,
     teachSteps: v.TEACH_STEPS,
     checkpointEvery: v.CHECKPOINT_EVERY,
+    teachBatchSize: v.TEACH_BATCH_SIZE ?? null,
+    teachGradientAccumulation: v.TEACH_GRADIENT_ACCUMULATION ?? null,
     progressIntervalMs: v.PROGRESS_INTERVAL_MS,
     shutdownGraceMs: v.SHUTDOWN_GRACE_MS,
     logLevel: v.LOG_LEVEL,

@@ -9,6 +9,8 @@ import type { FinalWrites } from './job-states.ts';
 export interface JobKindsOptions {
   /** a training job checkpoints every this many steps */
   checkpointEvery: number;
+  teachBatchSize?: number | null;
+  teachGradientAccumulation?: number | null;
 }
 
 export class JobKinds implements FinalWrites {
@@ -33,6 +35,8 @@ export class JobKinds implements FinalWrites {
         request: {
           name: p.params.name, category: p.params.category, images: decoded, steps: p.params.steps, seed: p.params.seed,
           resumeFrom: job.checkpoint ?? undefined, checkpointEvery: this.opts.checkpointEvery,
+          ...(this.opts.teachBatchSize ? { batchSize: this.opts.teachBatchSize } : {}),
+          ...(this.opts.teachGradientAccumulation ? { gradientAccumulation: this.opts.teachGradientAccumulation } : {}),
         },
       };
     }
