@@ -1,9 +1,12 @@
 // Perfusion plugged into the pipeline (gpu/pipeline.ts ConceptConditioner): the prompt's `<name>` mentions
 // become placeholder tokens with the concepts' embeddings, and the UNet's cross-attention K/V projections get
 // the concepts' edit, with the model's covariance C (estimated once from the built-in corpus and cached).
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
 import type { ConceptConditioner, ConceptConditioning } from '../pipeline.ts';
 import type { CrossAttentionLayer } from '../types.ts';
+import { checkCompatible } from './artifact.ts';
 import { buildPromptCorpus, corpusDescription, DEFAULT_CORPUS_PROMPTS } from './corpus.ts';
 import { cachedCovariance, estimateCovariance, type Covariance } from './covariance.ts';
 import type { Projection } from './edit.ts';
@@ -30,6 +33,15 @@ export interface CovarianceOptions {
   /** prompts per text-encoder batch (default 32) */
   batchSize?: number;
   onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Where the per-model covariance cache lives unless told otherwise: $PERFUSION_CACHE_DIR, else
+ * ~/.cache/perfusion-bot. Teaching and generation must read the same C, so both default to this folder.
+ */
+export function defaultPerfusionCacheDir(env: Readonly<Record<string, string | undefined>> = process.env): string {
+  const configured = env.PERFUSION_CACHE_DIR?.trim();
+  return configured ? configured : join(homedir(), '.cache', 'perfusion-bot');
 }
 
 /** Full-size text encoders (SD 1.5: 768 wide) get the full corpus; the tiny demo model a tenth of it. */
@@ -87,13 +99,16 @@ export function createPerfusionConditioner(opts: PerfusionConditionerOptions): C
       const names = concepts.map((c) => `<${c.name}>`).join(', ');
       throw new ConceptPromptError(`The prompt does not mention ${names}; write ${concepts.length > 1 ? 'each' : 'it'} where the concept should appear.`);
     }
+    const layers = pipeline.unet.crossAttentionLayers();
+    // before any tensor is made from a concept's arrays
+    for (const c of prepared.concepts) checkCompatible(c, { modelHash: pipeline.model.hash, covarianceHash: cov.hash, layers });
     const overrides = embeddingOverrides(prepared);
     let superContext: tf.Tensor3D | undefined;
     try {
       if (globalKeyLock) superContext = pipeline.encodePrompt([prepared.superIds]);
       const edit = new PerfusionEdit(
         prepared.concepts,
-        { modelHash: pipeline.model.hash, covariance: cov, layers: pipeline.unet.crossAttentionLayers() },
+        { modelHash: pipeline.model.hash, covariance: cov, layers },
         {
           projection: opts.projection,
           // the UNet batch is [uncond, cond] with guidance, [cond] without

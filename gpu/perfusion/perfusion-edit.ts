@@ -128,8 +128,8 @@ export class PerfusionEdit implements CrossAttentionEdit {
 
 /** A training run's concept state: what PerfusionTrainingEdit starts from or resumes. */
 export interface TrainingState {
-  /** target input i* [hidden] */
-  iStar: Float32Array;
+  /** target input i* [hidden] (a resumed run passes the float64 average it saved) */
+  iStar: Float32Array | Float64Array;
   /** per layer (in `layers` order) o*_K and o*_V [outDim] */
   oK: Float32Array[];
   oV: Float32Array[];
@@ -181,7 +181,13 @@ export class PerfusionTrainingEdit implements CrossAttentionEdit {
       }
     });
     this.keyTargets = state.oK.map((o) => tf.tensor1d(o));
-    this.valueTargets = state.oV.map((o, l) => tf.variable(tf.tensor1d(o), true, `perfusion/oV/${layers[l]!.name}`) as tf.Variable<tf.Rank.R1>);
+    // unnamed: tfjs names variables uniquely, so several runs may coexist in one process
+    this.valueTargets = state.oV.map((o) => {
+      const initial = tf.tensor1d(o);
+      const variable = tf.variable(initial, true) as tf.Variable<tf.Rank.R1>;
+      initial.dispose();
+      return variable;
+    });
     this.iStarValue = Float64Array.from(state.iStar);
     this.prepare();
   }
@@ -191,7 +197,7 @@ export class PerfusionTrainingEdit implements CrossAttentionEdit {
    * ī_super is the mean over the first batch of the super prompts' encodings at the concept position; i* starts
    * at `initialIStar` (that batch's concept encodings, or ī_super).
    */
-  static async initialState(layers: readonly CrossAttentionLayer[], superInput: Float32Array, initialIStar: Float32Array): Promise<TrainingState> {
+  static async initialState(layers: readonly CrossAttentionLayer[], superInput: Float32Array, initialIStar: Float32Array | Float64Array): Promise<TrainingState> {
     const oK: Float32Array[] = [];
     const oV: Float32Array[] = [];
     const x = tf.tensor2d(superInput, [superInput.length, 1]);
@@ -209,12 +215,17 @@ export class PerfusionTrainingEdit implements CrossAttentionEdit {
     } finally {
       x.dispose();
     }
-    return { iStar: Float32Array.from(initialIStar), oK, oV };
+    return { iStar: initialIStar.slice(), oK, oV };
   }
 
   /** The current i* (float32 copy of the float64 average). */
   get iStar(): Float32Array {
     return Float32Array.from(this.iStarValue);
+  }
+
+  /** The current i* as kept: a copy of the float64 average (what a checkpoint saves). */
+  get iStarExact(): Float64Array {
+    return Float64Array.from(this.iStarValue);
   }
 
   /**

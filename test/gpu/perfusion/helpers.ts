@@ -176,3 +176,21 @@ export function referenceEdit(
   }
   return { h, alpha };
 }
+
+/**
+ * The calibration pattern of the fixture README: a red disc on vertical blue/white stripes, the disc shifted
+ * by (dx, dy) pixels from the centre; 8-bit RGB, HWC.
+ */
+export function discOnStripes(dx: number, dy: number, size = 128): { width: number; height: number; rgb: Uint8Array } {
+  const rgb = new Uint8Array(size * size * 3);
+  const radius = (28 / 128) * size;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const stripe = Math.floor((x / size) * 8) % 2 === 0;
+      let colour = stripe ? [30, 60, 200] : [240, 240, 240];
+      if ((x - size / 2 - dx) ** 2 + (y - size / 2 - dy) ** 2 < radius ** 2) colour = [220, 30, 30];
+      rgb.set(colour, (y * size + x) * 3);
+    }
+  }
+  return { width: size, height: size, rgb };
+}
