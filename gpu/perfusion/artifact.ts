@@ -188,9 +188,14 @@ export interface ConceptTarget {
   layers: readonly { name: string; outDim: number; inDim?: number }[];
 }
 
-/** Throws ConceptCompatibilityError, worded for a person, when `a` was made for another model, C or layer set. */
+/**
+ * Throws ConceptCompatibilityError, worded for a person, when `a` was made for another model, C or layer set,
+ * and ConceptFormatError when its arrays do not fit its own layer list or hold non-finite values.
+ */
 export function checkCompatible(a: ConceptArtifact, target: ConceptTarget): void {
   const who = `The concept <${a.name}>`;
+  const damage = dataProblem(a);
+  if (damage) throw new ConceptFormatError(`${who} is damaged (${damage}); load it again from its file or teach it again.`);
   if (a.modelHash !== target.modelHash) {
     throw new ConceptCompatibilityError(a.name, 'model',
       `${who} was taught on a different model (${shortHash(a.modelHash)}) than the one loaded now (${shortHash(target.modelHash)}). ` +
@@ -206,6 +211,26 @@ export function checkCompatible(a: ConceptArtifact, target: ConceptTarget): void
     throw new ConceptCompatibilityError(a.name, 'layers',
       `${who} does not fit this model's cross-attention layers (${problem}). Teach it again with this model.`);
   }
+}
+
+/** What is wrong with the arrays of an artifact (one made in memory rather than by parseConcept), or null. */
+function dataProblem(a: ConceptArtifact): string | null {
+  const vector = (x: unknown): x is Float32Array => x instanceof Float32Array;
+  const finite = (x: Float32Array) => x.every(Number.isFinite);
+  if (!Array.isArray(a.layers) || !Array.isArray(a.oK) || !Array.isArray(a.oV)) return 'its layer data is missing';
+  if (!vector(a.embedding) || !vector(a.iStar) || a.embedding.length === 0 || a.iStar.length !== a.embedding.length) {
+    return 'its embedding and target input are not two vectors of the same width';
+  }
+  if (a.oK.length !== a.layers.length || a.oV.length !== a.layers.length) return `${a.layers.length} layers but ${a.oK.length} key and ${a.oV.length} value targets`;
+  for (const [l, layer] of a.layers.entries()) {
+    const k = a.oK[l];
+    const v = a.oV[l];
+    if (!vector(k) || !vector(v) || k.length !== layer.outDim || v.length !== layer.outDim) return `the targets of ${layer.name} are not ${layer.outDim} wide`;
+    if (!finite(k) || !finite(v)) return `the targets of ${layer.name} hold values that are not numbers`;
+  }
+  if (!finite(a.embedding) || !finite(a.iStar)) return 'its embedding or target input holds values that are not numbers';
+  if (!Number.isFinite(a.beta) || !(Number.isFinite(a.tau) && a.tau > 0)) return `its strength ${a.beta} / temperature ${a.tau} are not usable`;
+  return null;
 }
 
 function layerMismatch(a: ConceptArtifact, layers: ConceptTarget['layers']): string | null {
