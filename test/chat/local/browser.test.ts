@@ -82,7 +82,7 @@ describe('the local chat page in Chromium', { skip }, () => {
     await card.locator('text=/job #\\d+/').waitFor({ timeout: 30_000 });
     // live progress: a progress bar and the step count while it draws (30 steps by default)
     await page.waitForFunction(() => {
-      const last = [...document.querySelectorAll('.msg.bot')].at(-1)!;
+      const last = Array.from(document.querySelectorAll('.msg.bot')).at(-1)!;
       return last.querySelector('progress') !== null && /step \d+\/\d+ \(\d+%\)/.test(last.textContent ?? '');
     }, undefined, { timeout: 60_000 });
     await page.waitForFunction((n) => document.querySelectorAll('.msg.bot img').length > n, before, { timeout: 120_000 });
