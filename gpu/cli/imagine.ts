@@ -10,9 +10,11 @@
 //   --size WxH         image size in pixels, multiples of 8 (default: the model's resolution)
 //   --backend B        auto | webgpu | tensorflow | wasm | cpu (default auto)
 //   --out FILE         where to write the PNG (default out/imagine-<seed>.png)
+//   --concept FILE     a taught Perfusion concept (npm run teach), mentioned in the prompt as <name>; repeatable
+//   --strength β       the concepts' gate bias β (default: each concept's own, 0.7; lower draws the concept more strongly)
 //
 // Progress goes to stderr, the result line to stdout. Exit status: 0 done, 1 failed, 2 bad usage, 130 interrupted.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -22,12 +24,16 @@ import {
   SCHEDULER_NAMES, SchedulerError, defaultDemoModelDir, ensureDemoModel, loadPipeline,
   type BackendName, type GenerateRequest, type SchedulerName,
 } from '../index.ts';
+import {
+  ConceptCompatibilityError, ConceptFormatError, ConceptPromptError, createPerfusionConditioner, defaultPerfusionCacheDir, parseConcept,
+  UnknownConceptError,
+} from '../perfusion/index.ts';
 
 const BACKENDS: readonly BackendName[] = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
 
 const USAGE = `usage: npm run imagine -- --prompt "a photo of a dog" [--negative TEXT] [--model DIR] [--steps N]
          [--guidance G] [--scheduler ${SCHEDULER_NAMES.join('|')}] [--seed N] [--size WxH]
-         [--backend ${BACKENDS.join('|')}] [--out FILE.png]`;
+         [--backend ${BACKENDS.join('|')}] [--out FILE.png] [--concept FILE.concept ...] [--strength B]`;
 
 class UsageError extends Error {}
 
@@ -36,6 +42,9 @@ export interface ImagineOptions {
   model: string | undefined;
   backend: BackendName;
   out: string | undefined;
+  /** concept files, and the β that overrides theirs */
+  concepts: string[];
+  strength: number | undefined;
 }
 
 /** Parses and checks the command line; problems are UsageErrors worded for the person typing. */
@@ -48,6 +57,7 @@ export function parseImagineArgs(argv: readonly string[]): ImagineOptions {
         prompt: { type: 'string' }, negative: { type: 'string' }, model: { type: 'string' }, steps: { type: 'string' },
         guidance: { type: 'string' }, scheduler: { type: 'string' }, seed: { type: 'string' }, size: { type: 'string' },
         backend: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        concept: { type: 'string', multiple: true }, strength: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -83,7 +93,14 @@ export function parseImagineArgs(argv: readonly string[]): ImagineOptions {
     width = Number(m[1]);
     height = Number(m[2] ?? m[1]);
   }
+  let strength: number | undefined;
+  if (values.strength !== undefined) {
+    strength = Number(values.strength);
+    if (values.strength.trim() === '' || !Number.isFinite(strength)) throw new UsageError(`--strength must be a number such as 0.7; got "${values.strength}"`);
+  }
   return {
+    concepts: values.concept ?? [],
+    strength,
     request: {
       prompt: values.prompt,
       negativePrompt: values.negative,
@@ -138,11 +155,28 @@ export async function imagine(argv: readonly string[], io: CliIo): Promise<numbe
   const started = performance.now();
   let pipeline: Awaited<ReturnType<typeof loadPipeline>> | undefined;
   try {
-    pipeline = await loadPipeline(modelDir, { backend: options.backend });
+    const concepts = options.concepts.map((file) => {
+      let bytes: Uint8Array;
+      try {
+        bytes = new Uint8Array(readFileSync(file));
+      } catch (err) {
+        const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+        throw new ConceptFormatError(`cannot read the concept file ${file}: ${missing ? 'it does not exist' : (err as Error).message}`);
+      }
+      try {
+        return { ...parseConcept(bytes), ...(options.strength !== undefined ? { beta: options.strength } : {}) };
+      } catch (err) {
+        throw new ConceptFormatError(`${file}: ${(err as Error).message}`);
+      }
+    });
+    pipeline = await loadPipeline(modelDir, {
+      backend: options.backend,
+      ...(concepts.length ? { conceptConditioner: createPerfusionConditioner({ cacheDir: defaultPerfusionCacheDir(io.env) }) } : {}),
+    });
     io.stderr(`model: ${pipeline.model.name} (${pipeline.model.dir}), backend: ${pipeline.backend}, loaded in ${seconds(started)}\n`);
     const progress = new ProgressBar(io);
     const genStart = performance.now();
-    const result = await pipeline.generate({ ...options.request, signal: io.signal, onStep: (step, total) => progress.update(step, total) });
+    const result = await pipeline.generate({ ...options.request, ...(concepts.length ? { concepts } : {}), signal: io.signal, onStep: (step, total) => progress.update(step, total) });
     progress.done();
     const out = resolve(options.out ?? `out/imagine-${result.seed}.png`);
     mkdirSync(dirname(out), { recursive: true });
@@ -167,7 +201,10 @@ function fail(io: CliIo, err: unknown): number {
     io.stderr('\nimagine: interrupted, no image written\n');
     return 130;
   }
-  const known = [ModelLoadError, GenerateRequestError, BackendUnavailableError, SchedulerError].some((type) => err instanceof type);
+  const known = [
+    ModelLoadError, GenerateRequestError, BackendUnavailableError, SchedulerError, ConceptFormatError, ConceptCompatibilityError,
+    UnknownConceptError, ConceptPromptError,
+  ].some((type) => err instanceof type);
   if (known) {
     io.stderr(`imagine: ${e.message}\n`);
   } else {
