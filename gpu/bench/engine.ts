@@ -172,8 +172,8 @@ export async function run(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** The pipeline parts with random weights: SD 1.5's shapes, or the demo model's. */
-function buildRandomParts(architecture: 'sd15' | 'demo'): { parts: PipelineParts; parameters: number } {
+/** The pipeline parts with random weights: SD 1.5's shapes, or the demo model's (also used by bench:teach). */
+export function buildRandomParts(architecture: 'sd15' | 'demo'): { parts: PipelineParts; parameters: number } {
   const { vocab, merges } = learnBpe(DEMO_WORDS);
   const tokenizer = new ClipTokenizer({
     vocab, merges, bosToken: '<|startoftext|>', eosToken: '<|endoftext|>', padToken: '<|endoftext|>', unkToken: '<|endoftext|>', maxLength: 77,
