@@ -12,6 +12,14 @@ const BENCHMARKS: Record<string, { describe: string; load: () => Promise<{ run(a
     describe: 'stock vs custom WebGPU kernels (matmul, conv, attention, GroupNorm, their gradients); [--repeat N] [--only SUBSTR] [--sweep] [--toggles T1,T2] [--small] [--json FILE]',
     load: () => import('./bench/kernels.ts'),
   },
+  teach: {
+    describe: 'Perfusion teaching at SD 1.5 shapes: per-step time and projected 400-step time at batch 1 and 4 (effective 16), peak memory, vs PyTorch; [--backend B] [--batches 1,4] [--steps N] [--effective N] [--images N] [--model DIR] [--architecture sd15|demo] [--corpus N] [--no-memory] [--json FILE]',
+    load: () => import('./perfusion/teach-bench.ts'),
+  },
+  perfusion: {
+    describe: "Perfusion's edit at SD 1.5 sizes: C inverse, concept geometry, edited K/V projections, covariance accumulation; [--backend B]",
+    load: () => import('./perfusion/bench.ts'),
+  },
 };
 
 export async function main(argv: readonly string[]): Promise<number> {
