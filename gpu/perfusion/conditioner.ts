@@ -33,6 +33,8 @@ export interface CovarianceOptions {
   /** prompts per text-encoder batch (default 32) */
   batchSize?: number;
   onProgress?: (done: number, total: number) => void;
+  /** stops a first-time estimate (nothing is cached then) */
+  signal?: AbortSignal;
 }
 
 /**
@@ -67,6 +69,7 @@ export async function modelCovariance(pipeline: PerfusionPipeline, opts: Covaria
       batchSize: opts.batchSize,
       source: corpusDescription(count),
       onProgress: opts.onProgress,
+      signal: opts.signal,
     });
   });
   return covariance;

@@ -383,7 +383,7 @@ export async function teachConcept(pipeline: StableDiffusionPipeline, req: Teach
   const p = plan(pipeline, req);
   const signal = req.signal;
   signal?.throwIfAborted();
-  const covariance = await modelCovariance(pipeline, { cacheDir: req.cacheDir ?? defaultPerfusionCacheDir() });
+  const covariance = await modelCovariance(pipeline, { cacheDir: req.cacheDir ?? defaultPerfusionCacheDir(), signal });
   const layers = pipeline.unet.crossAttentionLayers();
   const hidden = pipeline.model.hiddenSize;
   const identity: CheckpointIdentity = {
@@ -440,7 +440,6 @@ export async function teachConcept(pipeline: StableDiffusionPipeline, req: Teach
     });
 
     let state: TrainingState;
-    let embeddingInit: tf.Tensor1D;
     let startStep = 0;
     const losses: number[] = [];
     if (resumed) {
@@ -448,7 +447,6 @@ export async function teachConcept(pipeline: StableDiffusionPipeline, req: Teach
         throw new ConceptError('The saved progress does not fit this model\'s layers; start the job again.');
       }
       state = { iStar: resumed.iStar, oK: resumed.oK, oV: resumed.oV };
-      embeddingInit = tf.tensor1d(resumed.embedding);
       startStep = resumed.step;
       losses.push(...resumed.losses);
     } else {
@@ -457,10 +455,11 @@ export async function teachConcept(pipeline: StableDiffusionPipeline, req: Teach
       const superInput = Float32Array.from(await superMean.data());
       superMean.dispose();
       state = await PerfusionTrainingEdit.initialState(layers, superInput, Float64Array.from(superInput));
-      embeddingInit = pipeline.textEncoder.wordEmbedding(p.categoryTokenId);
     }
     const edit = new PerfusionTrainingEdit(layers, covariance, state, { beta: TRAINING_BETA, tau: TRAINING_TAU, decay: ISTAR_DECAY });
     owned.push(edit);
+    // v starts at the category word's embedding (spec §5)
+    const embeddingInit = resumed ? tf.tensor1d(resumed.embedding) : pipeline.textEncoder.wordEmbedding(p.categoryTokenId);
     const embedding = tf.variable(embeddingInit, true) as tf.Variable<tf.Rank.R1>;
     embeddingInit.dispose();
     owned.push(embedding);
