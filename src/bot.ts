@@ -72,6 +72,8 @@ export class Bot implements BotCore {
   /** per job: the delivery chain (updates of one job go out in order) and when progress last went out, per sink */
   private readonly chains = new Map<number, Promise<void>>();
   private readonly lastProgress = new Map<string, number>();
+  /** which platform each job reports to (from its row; a job's route platform never changes) */
+  private readonly platforms = new Map<number, string>();
 
   constructor(private readonly s: Services, commands: readonly Command[]) {
     this.commands = commands.map((c) => c.description);
@@ -167,6 +169,16 @@ export class Bot implements BotCore {
 
   private onJobEvent(ev: SchedulerEvent): void {
     if (this.sinks.size === 0) return;
+    if (ev.job) this.platforms.set(ev.jobId, (JSON.parse(ev.job.route) as DeliveryRoute).platform);
+    const frequent = ev.type === 'progress' || ev.type === 'position';
+    if (frequent) {
+      // drop what no sink would send now, before touching the database
+      const platform = this.platforms.get(ev.jobId);
+      const now = Date.now();
+      const due = [...this.sinks].some((k, i) => (platform === undefined || k.platform === platform) && (!k.wants || k.wants(ev.jobId))
+        && now - (this.lastProgress.get(`${ev.jobId}:${k.platform}:${i}`) ?? 0) >= (k.progressIntervalMs ?? this.s.config.progressIntervalMs));
+      if (!due) return;
+    }
     const prev = this.chains.get(ev.jobId) ?? Promise.resolve();
     const next = prev.then(() => this.deliver(ev)).catch((err) => this.s.log.warn({ err, jobId: ev.jobId }, 'job update not delivered'));
     this.chains.set(ev.jobId, next);
@@ -184,6 +196,7 @@ export class Bot implements BotCore {
     const now = Date.now();
     const due = sinks.filter((k) => {
       if (ev.type !== 'progress' && ev.type !== 'position') return true;
+      if (k.wants && !k.wants(ev.jobId)) return false;
       const key = `${ev.jobId}:${k.platform}:${[...this.sinks].indexOf(k)}`;
       const last = this.lastProgress.get(key) ?? 0;
       if (now - last < (k.progressIntervalMs ?? this.s.config.progressIntervalMs)) return false;
@@ -200,6 +213,7 @@ export class Bot implements BotCore {
     const results = await Promise.allSettled(due.map((k) => k.deliver(update)));
     for (const r of results) if (r.status === 'rejected') this.s.log.warn({ err: r.reason, jobId: ev.jobId }, 'a chat front end could not deliver a job update');
     if (final) {
+      this.platforms.delete(ev.jobId);
       for (const k of this.lastProgress.keys()) if (k.startsWith(`${ev.jobId}:`)) this.lastProgress.delete(k);
       if (results.every((r) => r.status === 'fulfilled')) await this.s.db.job.update({ where: { id: ev.jobId }, data: { delivered: true } });
     }

@@ -295,6 +295,8 @@ export interface UpdateSink {
   deliver(update: JobUpdate): Promise<void>;
   /** at most one progress/position update per job per this many ms (default: PROGRESS_INTERVAL_MS) */
   progressIntervalMs?: number;
+  /** when given, non-final updates of a job go out only while this says true (e.g. someone is watching it) */
+  wants?(jobId: number): boolean;
 }
 
 /** The core services adapters talk to (implemented in src/bot.ts). */

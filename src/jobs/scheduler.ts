@@ -77,6 +77,9 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
   private seq = 0;
   private accepting = false;
   private orderCache: WaitingJob[] | null = null;
+  /** bumped whenever what waits or runs changes; live() is cached per version for LIVE_CACHE_MS */
+  private version = 0;
+  private liveCache: { version: number; at: number; map: Map<number, LiveStatus> } | null = null;
   private positionTimer: NodeJS.Timeout | null = null;
   private lastPositions = new Map<number, number>();
   readonly stepTimes = new StepTimes();
@@ -130,7 +133,7 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
     this.waiting.set(job.id, {
       id: job.id, userId: job.userId, kind: params.kind, queuedAt: job.updatedAt.getTime(), seq: this.seq++, units: workUnits(params),
     });
-    this.orderCache = null;
+    this.orderCache = null; this.version++;
     void this.queue.add(() => this.runNext()).catch((err) => this.opts.log.error({ err }, 'scheduler slot failed'));
   }
 
@@ -148,7 +151,7 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
       }
       return 'stopping';
     }
-    if (this.waiting.delete(jobId)) this.orderCache = null;
+    if (this.waiting.delete(jobId)) { this.orderCache = null; this.version++; }
     const done = await this.states.cancel(jobId, message);
     this.schedulePositions();
     return done ? 'cancelled' : 'not-active';
@@ -170,8 +173,16 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
     return total === null ? null : Math.max(0, total - (this.opts.now() - r.startedAt));
   }
 
-  /** Position, ETA and progress of every active job. */
+  /** Position, ETA and progress of every active job (recomputed when something changed, at most every 200 ms). */
   private live(): Map<number, LiveStatus> {
+    const now = this.opts.now();
+    if (this.liveCache && this.liveCache.version === this.version && now - this.liveCache.at < 200) return this.liveCache.map;
+    const map = this.computeLive();
+    this.liveCache = { version: this.version, at: now, map };
+    return map;
+  }
+
+  private computeLive(): Map<number, LiveStatus> {
     const out = new Map<number, LiveStatus>();
     const runs = [...this.running.values()];
     const remaining = runs.map((r) => this.runningRemaining(r));
@@ -228,7 +239,7 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
     if (!next) return;
     this.waiting.delete(next.id);
     this.served.set(next.userId, this.servedCounter++);
-    this.orderCache = null;
+    this.orderCache = null; this.version++;
     const run: Running = {
       id: next.id, userId: next.userId, kind: next.kind, controller: new AbortController(), stop: null,
       startedAt: this.opts.now(), units: next.units, progress: null, lastProgressWrite: 0,
@@ -244,7 +255,7 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
       log.error({ err }, 'job bookkeeping failed');
     } finally {
       if (this.running.get(next.id) === run) this.running.delete(next.id);
-      this.orderCache = null;
+      this.orderCache = null; this.version++;
       this.schedulePositions();
     }
   }
@@ -306,6 +317,7 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
 
   private onProgress(run: Running, p: { step: number; total: number; loss?: number }, log: Logger): void {
     run.progress = p;
+    this.version++;
     this.emit('job', { type: 'progress', jobId: run.id });
     const now = this.opts.now();
     if (now - run.lastProgressWrite >= this.opts.progressWriteMs || p.step === p.total) {

@@ -121,6 +121,7 @@ export async function startLocalChat(s: Services, bot: Bot, port: number): Promi
   bot.addSink({
     platform: 'local',
     progressIntervalMs: LOCAL_PROGRESS_MS,
+    wants: (jobId) => (streams.get(jobId)?.size ?? 0) > 0,
     async deliver(u: JobUpdate) {
       const subs = streams.get(u.job.id);
       if (!subs?.size) return;
