@@ -12,6 +12,10 @@ const BENCHMARKS: Record<string, { describe: string; load: () => Promise<{ run(a
     describe: 'stock vs custom WebGPU kernels (matmul, conv, attention, GroupNorm, their gradients); [--repeat N] [--only SUBSTR] [--sweep] [--toggles T1,T2] [--small] [--json FILE]',
     load: () => import('./bench/kernels.ts'),
   },
+  profile: {
+    describe: 'per-kernel profile (GPU ms and dispatches by op) of an SD 1.5 UNet step and a training step, stock vs custom WebGPU kernels; [--size 512] [--repeat N] [--rows N] [--no-train] [--toggles T1,T2] [--json FILE]',
+    load: () => import('./bench/profile.ts'),
+  },
   teach: {
     describe: 'Perfusion teaching at SD 1.5 shapes: per-step time and projected 400-step time at batch 1 and 4 (effective 16), peak memory, vs PyTorch; [--backend B] [--batches 1,4] [--steps N] [--effective N] [--images N] [--model DIR] [--architecture sd15|demo] [--corpus N] [--no-memory] [--json FILE]',
     load: () => import('./perfusion/teach-bench.ts'),

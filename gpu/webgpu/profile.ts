@@ -60,14 +60,15 @@ export async function profileKernels(f: () => tf.TensorContainer | Promise<tf.Te
   return { rows, wallMs, timed, peakBytes: info.peakBytes };
 }
 
-/** A fixed-width table: op, calls, dispatches, GPU ms and share, programs. */
-export function formatProfile(p: KernelProfile): string {
+/** A fixed-width table: op, calls, dispatches, GPU ms and share, programs; `maxRows` keeps the costliest ops. */
+export function formatProfile(p: KernelProfile, maxRows = Infinity): string {
   const total = p.rows.reduce((s, r) => s + (r.gpuMs ?? 0), 0);
   const dispatches = p.rows.reduce((s, r) => s + r.dispatches, 0);
   const lines = [
     `${'op'.padEnd(28)} ${'calls'.padStart(6)} ${'disp.'.padStart(6)} ${'GPU ms'.padStart(9)} ${'share'.padStart(6)}  programs`,
   ];
-  for (const r of p.rows) {
+  if (p.rows.length > maxRows) lines.push(`(the ${maxRows} costliest of ${p.rows.length} ops)`);
+  for (const r of p.rows.slice(0, maxRows)) {
     const ms = r.gpuMs === null ? '–' : r.gpuMs.toFixed(3);
     const share = r.gpuMs === null || total === 0 ? '' : `${((100 * r.gpuMs) / total).toFixed(1)}%`;
     const programs = Object.entries(r.programs).map(([n, c]) => `${n}×${c}`).join(' ');
