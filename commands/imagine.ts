@@ -69,8 +69,7 @@ function checkSize(v: number | undefined, fallback: number, what: string): numbe
 
 /** Validates, stores and queues an imagine job (also used by re-roll and variations). */
 export async function submitImagine(s: Services, who: Requester, params: ImagineParams): Promise<Submitted> {
-  const user = await ensureUser(s.db, who.user);
-  const scope = await ensureScope(s.db, who.scope);
+  const [user, scope] = await Promise.all([ensureUser(s.db, who.user), ensureScope(s.db, who.scope)]);
   await checkCanSubmit(s, user.id);
   const job = await s.db.job.create({
     data: { kind: 'imagine', state: 'queued', userId: user.id, scopeId: scope.id, params: JSON.stringify(params), route: JSON.stringify(who.route) },

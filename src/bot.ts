@@ -170,13 +170,14 @@ export class Bot implements BotCore {
   private onJobEvent(ev: SchedulerEvent): void {
     if (this.sinks.size === 0) return;
     if (ev.job) this.platforms.set(ev.jobId, (JSON.parse(ev.job.route) as DeliveryRoute).platform);
-    const frequent = ev.type === 'progress' || ev.type === 'position';
-    if (frequent) {
+    const final = ev.type === 'succeeded' || ev.type === 'failed' || ev.type === 'cancelled';
+    if (!final) {
       // drop what no sink would send now, before touching the database
+      const frequent = ev.type === 'progress' || ev.type === 'position';
       const platform = this.platforms.get(ev.jobId);
       const now = Date.now();
       const due = [...this.sinks].some((k, i) => (platform === undefined || k.platform === platform) && (!k.wants || k.wants(ev.jobId))
-        && now - (this.lastProgress.get(`${ev.jobId}:${k.platform}:${i}`) ?? 0) >= (k.progressIntervalMs ?? this.s.config.progressIntervalMs));
+        && (!frequent || now - (this.lastProgress.get(`${ev.jobId}:${k.platform}:${i}`) ?? 0) >= (k.progressIntervalMs ?? this.s.config.progressIntervalMs)));
       if (!due) return;
     }
     const prev = this.chains.get(ev.jobId) ?? Promise.resolve();
@@ -195,8 +196,8 @@ export class Bot implements BotCore {
     if (!final && (row.state === 'succeeded' || row.state === 'failed' || row.state === 'cancelled')) return; // stale
     const now = Date.now();
     const due = sinks.filter((k) => {
+      if (!final && k.wants && !k.wants(ev.jobId)) return false;
       if (ev.type !== 'progress' && ev.type !== 'position') return true;
-      if (k.wants && !k.wants(ev.jobId)) return false;
       const key = `${ev.jobId}:${k.platform}:${[...this.sinks].indexOf(k)}`;
       const last = this.lastProgress.get(key) ?? 0;
       if (now - last < (k.progressIntervalMs ?? this.s.config.progressIntervalMs)) return false;

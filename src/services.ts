@@ -32,20 +32,43 @@ export interface Submitted {
   message: OutgoingMessage;
 }
 
+// Users and scopes are read on every command; rows never go away, so each process remembers them and
+// writes only when a display name changes.
+const knownUsers = new WeakMap<Db, Map<string, User>>();
+const knownScopes = new WeakMap<Db, Map<string, Scope>>();
+
+function cacheOf<T>(m: WeakMap<Db, Map<string, T>>, db: Db): Map<string, T> {
+  let c = m.get(db);
+  if (!c) m.set(db, c = new Map());
+  return c;
+}
+
 export async function ensureUser(db: Db, u: ChatUser): Promise<User> {
-  return db.user.upsert({
+  const cache = cacheOf(knownUsers, db);
+  const key = `${u.platform}\u0000${u.externalId}`;
+  const hit = cache.get(key);
+  if (hit && hit.displayName === u.displayName) return hit;
+  const row = await db.user.upsert({
     where: { platform_externalId: { platform: u.platform, externalId: u.externalId } },
     create: { platform: u.platform, externalId: u.externalId, displayName: u.displayName },
     update: { displayName: u.displayName },
   });
+  cache.set(key, row);
+  return row;
 }
 
 export async function ensureScope(db: Db, s: ChatScope): Promise<Scope> {
-  return db.scope.upsert({
+  const cache = cacheOf(knownScopes, db);
+  const key = `${s.platform}\u0000${s.kind}\u0000${s.externalId}`;
+  const hit = cache.get(key);
+  if (hit && (!s.name || hit.name === s.name)) return hit;
+  const row = await db.scope.upsert({
     where: { platform_kind_externalId: { platform: s.platform, kind: s.kind, externalId: s.externalId } },
     create: { platform: s.platform, kind: s.kind, externalId: s.externalId, name: s.name ?? null },
     update: s.name ? { name: s.name } : {},
   });
+  cache.set(key, row);
+  return row;
 }
 
 /** The loaded model; a person-readable error when the engine could not start. */
@@ -60,7 +83,7 @@ export async function readyModel(s: Services): Promise<WorkerModel> {
 /** Refuses new work when shutting down, or when the person already has their limit of jobs queued or running. */
 export async function checkCanSubmit(s: Services, userId: number): Promise<void> {
   if (!s.scheduler.isAccepting) throw new UnavailableError('The bot is restarting and takes no new work for a moment; try again shortly.');
-  const active = await s.db.job.count({ where: { userId, state: { in: ['queued', 'running'] } } });
+  const active = s.scheduler.activeCount(userId);
   if (active >= s.config.maxQueuedPerUser) {
     throw new LimitError(`You already have ${active} jobs waiting or running; the limit is ${s.config.maxQueuedPerUser}. Wait for one to finish, or cancel one with /cancel.`);
   }

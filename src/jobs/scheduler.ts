@@ -193,6 +193,14 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
     return out;
   }
 
+  /** jobs of one person waiting or running (the scheduler holds every active job once started) */
+  activeCount(userId: number): number {
+    let n = 0;
+    for (const w of this.waiting.values()) if (w.userId === userId) n++;
+    for (const r of this.running.values()) if (r.userId === userId) n++;
+    return n;
+  }
+
   status(jobId: number): LiveStatus {
     return this.live().get(jobId) ?? { position: null, etaMs: null, progress: null };
   }

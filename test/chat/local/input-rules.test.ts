@@ -160,15 +160,19 @@ describe('local API input rules', () => {
 
   describe('limits and lookups', () => {
     test('a per-person limit on queued jobs (429)', async () => {
-      const u = 'busy-person';
-      for (let i = 0; i < 3; i++) {
-        const r = await post('api/imagine', { prompt: `cat ${i}`, user: u, steps: 2 });
-        assert.equal(r.status, 202);
+      // a bot whose GPU is busy: nothing finishes while the queue fills
+      const busyDir = await testDataDir({ MAX_QUEUED_PER_USER: '3' });
+      const busy = await startApp(testConfig(busyDir.env), { executor: new FakeExecutor(1) });
+      try {
+        const send = (prompt: string, user: string) => fetch(`${busy.chat!.url}api/imagine`, {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt, user }),
+        }).then(async (r) => ({ status: r.status, body: await r.json() as Record<string, any> }));
+        for (let i = 0; i < 3; i++) assert.equal((await send(`cat ${i}`, 'ann')).status, 202);
+        await expectError(send('one more', 'ann'), 429, /You already have 3 jobs waiting or running; the limit is 3\. Wait for one to finish, or cancel one with \/cancel/);
+        assert.equal((await send('someone else', 'bob')).status, 202);
+      } finally {
+        await busy.stop(0); busyDir.cleanup();
       }
-      // this fake finishes jobs at once: make the three look still waiting, as on a busy GPU
-      await app.services.db.job.updateMany({ where: { user: { externalId: u } }, data: { state: 'queued' } });
-      await expectError(post('api/imagine', { prompt: 'one more', user: u }), 429, /You already have 3 jobs waiting or running; the limit is 3/);
-      await app.services.db.job.updateMany({ where: { user: { externalId: u }, state: 'queued' }, data: { state: 'cancelled' } });
     });
 
     test('unknown jobs, generations, concepts and routes', async () => {
