@@ -6,7 +6,7 @@
 // for its real limits and optional features, and it gets the project's custom kernels (gpu/webgpu/kernels.ts).
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendName } from './types.ts';
-import { openWebGPUDevice, adapterChoiceFromEnv, type AdapterSummary, type OpenedDevice } from './webgpu/device.ts';
+import { openWebGPUDevice, adapterChoiceFromEnv, WebGPUUnavailableError, type AdapterSummary, type OpenedDevice } from './webgpu/device.ts';
 
 export type { BackendName } from './types.ts';
 
@@ -134,7 +134,8 @@ async function activateWebGPU(log: (msg: string) => void): Promise<void> {
     try {
       opened = await openWebGPUDevice(adapterChoiceFromEnv());
     } catch (err) {
-      throw new BackendUnavailableError('webgpu', `WebGPU was requested but no GPU adapter was found: ${(err as Error).message}`);
+      const why = err instanceof WebGPUUnavailableError ? err.message : `it could not start: ${(err as Error).message}`;
+      throw new BackendUnavailableError('webgpu', `WebGPU was requested but ${why}`);
     }
     const { WebGPUBackend } = await import('@tensorflow/tfjs-backend-webgpu');
     opened.device.lost.then((info) => { if (info.reason !== 'destroyed') log(`WebGPU device lost: ${info.message}`); });

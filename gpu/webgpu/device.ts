@@ -51,6 +51,7 @@ export function takeDeviceErrors(): string[] {
   return deviceErrors.splice(0);
 }
 
+/** Why WebGPU cannot be used; the message continues "WebGPU was requested but …". */
 export class WebGPUUnavailableError extends Error {
   override name = 'WebGPUUnavailableError';
 }
@@ -59,7 +60,7 @@ export function adapterChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): Adap
   const v = (env.PERFUSION_WEBGPU_ADAPTER ?? '').trim().toLowerCase();
   if (v === '' || v === 'default' || v === 'vulkan') return 'default';
   if (v === 'compat-gl' || v === 'gl') return 'compat-gl';
-  throw new WebGPUUnavailableError(`PERFUSION_WEBGPU_ADAPTER=${v} is not known: use "compat-gl" (software OpenGL ES, for tests) or leave it unset.`);
+  throw new WebGPUUnavailableError(`PERFUSION_WEBGPU_ADAPTER=${v} is not known: use "compat-gl" (software OpenGL ES, for tests) or leave it unset`);
 }
 
 /**
@@ -94,7 +95,7 @@ export async function openWebGPUDevice(choice: AdapterChoice = adapterChoiceFrom
   if (!adapter) {
     gpu = undefined;
     throw new WebGPUUnavailableError(choice === 'compat-gl'
-      ? 'no OpenGL ES adapter was found (install libegl1, libgles2 and libegl-mesa0 for the software adapter)'
+      ? 'no GPU adapter was found: no OpenGL ES adapter (install libegl1, libgles2 and libegl-mesa0 for the software one)'
       : 'no GPU adapter was found (is a Vulkan driver installed and the GPU visible to this process?)');
   }
   const requiredLimits: Record<string, number> = {};

@@ -33,7 +33,7 @@ describe('initBackend', () => {
     const log: string[] = [];
     try {
       assert.equal(await initBackend('auto', { log: (m) => log.push(m) }), 'wasm');
-      await assert.rejects(initBackend('webgpu'), /WebGPU was requested but no GPU adapter was found: PERFUSION_WEBGPU_ADAPTER=no-such-adapter is not known/);
+      await assert.rejects(initBackend('webgpu'), /WebGPU was requested but PERFUSION_WEBGPU_ADAPTER=no-such-adapter is not known: use "compat-gl"/);
     } finally {
       if (saved === undefined) delete process.env.PERFUSION_WEBGPU_ADAPTER; else process.env.PERFUSION_WEBGPU_ADAPTER = saved;
     }
