@@ -16,6 +16,7 @@ import { parseUNetConfig } from '../model/configs.ts';
 import { UNet2DConditionModel, unetParameterShapes } from '../sd/unet.ts';
 import { setCustomKernels } from '../webgpu/kernels.ts';
 import { formatProfile, profileKernels, type KernelProfile } from '../webgpu/profile.ts';
+import { takeDeviceErrors } from '../webgpu/device.ts';
 import { RandomWeights } from './random-weights.ts';
 
 /** stable-diffusion-v1-5's unet/config.json (sd-engine.md §1.1); other fields at their class defaults. */
@@ -87,6 +88,8 @@ export async function run(argv: readonly string[]): Promise<number> {
         const ms = await wallMs(f, repeat);
         const profile = await profileKernels(f);
         const gpu = gpuTotal(profile);
+        const errors = takeDeviceErrors();
+        if (errors.length) console.log(`!! WebGPU reported ${errors.length} error(s); the numbers below are not valid. First: ${errors[0]}`);
         console.log(`\n== ${name} — ${custom ? 'custom kernels' : 'stock tfjs kernels'}: ${ms.toFixed(1)} ms per call (wall), `
           + `GPU ${gpu === null ? '–' : `${gpu.toFixed(1)} ms`}, ${dispatchTotal(profile)} dispatches, peak ${(profile.peakBytes / 2 ** 30).toFixed(2)} GiB`);
         console.log(formatProfile(profile, maxRows));
