@@ -317,6 +317,8 @@ export class Scheduler extends EventEmitter<{ job: [SchedulerEvent] }> {
         const again = await this.states.requeue(job.id, 'crash');
         if (again && this.accepting) { this.running.delete(job.id); this.enqueue(again); }
       }
+    } else if (err instanceof Error && err.name === 'EngineStartError') {
+      await this.states.fail(job.id, `The image model could not be loaded, so this job cannot run: ${err.message}`);
     } else {
       log.error({ err }, 'job failed');
       await this.states.fail(job.id, err instanceof UnavailableError ? err.message : INTERNAL_ERROR_MESSAGE);

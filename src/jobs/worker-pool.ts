@@ -45,6 +45,7 @@ class GpuWorker {
   closed = false;
   /** shared with the worker: the id of the job to stop (WorkerInit.cancelFlag) */
   private readonly cancelFlag = new Int32Array(new SharedArrayBuffer(4));
+  private restartTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly index: number, private readonly pool: WorkerPool) {}
 
@@ -130,7 +131,7 @@ class GpuWorker {
     this.pool.opts.log.warn({ worker: this.index, reason, err }, 'GPU worker stopped; starting a new one');
     this.crashes++;
     const delay = Math.min(30_000, (this.pool.opts.restartDelayMs ?? 500) * 2 ** (this.crashes - 1));
-    setTimeout(() => { if (!this.closed) this.start(); }, delay).unref();
+    this.restartTimer = setTimeout(() => { this.restartTimer = null; if (!this.closed) this.start(); }, delay);
   }
 
   run(input: JobInput, hooks: ExecutionHooks): Promise<JobOutput> {
@@ -168,6 +169,7 @@ class GpuWorker {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
     const w = this.worker;
     this.worker = null;
     for (const resolve of this.checks.values()) resolve(null);
