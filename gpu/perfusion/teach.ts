@@ -218,6 +218,36 @@ function memoryScope(): { release(): Promise<boolean> } {
   return { release: async () => (await device.popErrorScope()) != null };
 }
 
+/**
+ * After an out-of-memory failure on WebGPU: let the queue finish, then destroy the buffers tfjs keeps pooled for
+ * reuse. The pool never shrinks by itself and holds buffers sized for the larger batch, which the smaller batch
+ * cannot use; without this the retry would run out of memory again. (Reaches into tfjs-backend-webgpu 4.x's
+ * BufferManager: only its free lists are touched, never a buffer a tensor still owns.)
+ */
+async function releasePooledGpuBuffers(): Promise<void> {
+  if (tf.getBackend() !== 'webgpu') return;
+  type Pool = { freeBuffers?: Map<string, { size: number; destroy(): void }[]>; numFreeBuffers: number; numBytesAllocated: number };
+  const backend = tf.backend() as unknown as {
+    bufferManager?: Pool; commandEncoder?: unknown; endComputePassEncoder?(): void; submitQueue?(): void;
+    device?: { queue: { onSubmittedWorkDone(): Promise<unknown> } };
+  };
+  if (backend.commandEncoder) {
+    backend.endComputePassEncoder?.();
+    backend.submitQueue?.();
+  }
+  await backend.device?.queue.onSubmittedWorkDone();
+  const pool = backend.bufferManager;
+  if (!(pool?.freeBuffers instanceof Map)) return;
+  for (const buffers of pool.freeBuffers.values()) {
+    for (const buffer of buffers) {
+      pool.numBytesAllocated -= buffer.size;
+      buffer.destroy();
+    }
+    buffers.length = 0;
+  }
+  pool.numFreeBuffers = 0;
+}
+
 /** The token ids of every template with the placeholder and with the category word, and where they stand. */
 interface TemplatePrompts {
   placeholderId: number;
@@ -550,6 +580,7 @@ export async function teachConcept(pipeline: StableDiffusionPipeline, req: Teach
           throw new ConceptError('There is not enough memory to teach a concept on this model, even one picture at a time. Free memory (fewer jobs at once) or use a larger GPU.',
             [], { cause: failure });
         }
+        await releasePooledGpuBuffers();
         const before = `${batchSize} × ${accumulation}`;
         batchSize = Math.ceil(batchSize / 2);
         accumulation = Math.ceil(effectiveBatch / batchSize);
