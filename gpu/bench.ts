@@ -20,6 +20,10 @@ const BENCHMARKS: Record<string, { describe: string; load: () => Promise<{ run(a
     describe: 'Perfusion teaching at SD 1.5 shapes: per-step time and projected 400-step time at batch 1 and 4 (effective 16), peak memory, vs PyTorch; [--backend B] [--batches 1,4] [--steps N] [--effective N] [--images N] [--model DIR] [--architecture sd15|demo] [--corpus N] [--no-memory] [--json FILE]',
     load: () => import('./perfusion/teach-bench.ts'),
   },
+  verify: {
+    describe: 'the tiny fixture pipeline on a backend against diffusers (5 sampler runs, every step) within 1e-3; [--backend webgpu] [--fixtures DIR] [--json FILE]',
+    load: () => import('./bench/verify.ts'),
+  },
   perfusion: {
     describe: "Perfusion's edit at SD 1.5 sizes: C inverse, concept geometry, edited K/V projections, covariance accumulation; [--backend B]",
     load: () => import('./perfusion/bench.ts'),
