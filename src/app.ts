@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { commands } from '../commands/index.ts';
 import { Bot } from './bot.ts';
 import { startLocalChat, type LocalChat } from './chat/local/server.ts';
+import type { BotCore } from './chat/types.ts';
 import type { Config } from './config.ts';
 import type { JobExecutor } from './jobs/executor.ts';
 import { JobKinds } from './jobs/job-kinds.ts';
@@ -24,8 +25,18 @@ export interface App {
   stop(graceMs?: number): Promise<void>;
 }
 
+/**
+ * A chat front end (the Discord or Slack adapter): started after the core is up and before the queue is
+ * rebuilt, so that its UpdateSink already receives the updates of jobs re-queued at start; stopped first.
+ */
+export interface FrontEnd {
+  name: string;
+  start(bot: BotCore, log: Logger): Promise<{ stop(): Promise<void> }>;
+}
+
 export interface StartOptions {
   log?: Logger;
+  frontEnds?: FrontEnd[];
   /** a different executor (tests of the scheduler's logic); default: GPU worker threads */
   executor?: JobExecutor;
 }
@@ -48,6 +59,11 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
   const services: Services = { db, scheduler, executor, config, log };
   const bot = new Bot(services, commands);
   const chat = config.localChat ? await startLocalChat(services, bot, config.port) : null;
+  const running: { name: string; stop(): Promise<void> }[] = [];
+  for (const fe of opts.frontEnds ?? []) {
+    running.push({ name: fe.name, ...(await fe.start(bot, log.child({ frontEnd: fe.name }))) });
+    log.info({ frontEnd: fe.name }, 'chat front end started');
+  }
   await scheduler.start();
   await bot.redeliver();
   bot.engineReady().then(
@@ -60,6 +76,9 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
     config, services, bot, chat,
     stop(graceMs = config.shutdownGraceMs) {
       stopped ??= (async () => {
+        for (const fe of running.reverse()) {
+          await fe.stop().catch((err) => log.warn({ err, frontEnd: fe.name }, 'front end did not stop cleanly'));
+        }
         await chat?.close();
         await scheduler.shutdown(graceMs);
         await executor.close();
