@@ -172,6 +172,34 @@ describe('commands through BotCore', () => {
     } finally { await d.stop(); dir.cleanup(); }
   });
 
+  test('after a restart, a front end hears about the jobs that were interrupted, through their stored route', async () => {
+    const ex = new FakeExecutor(1);
+    const dir = await testDataDir({ LOCAL_CHAT: 'false' });
+    const app = await startApp(testConfig(dir.env), { executor: ex });
+    await run(app, 'imagine', ann, { prompt: 'interrupted' });
+    await ex.whenRunning(1);
+    await app.stop(0);
+    const { openDatabase } = await import('../../src/store/prisma.ts');
+    const db = await openDatabase(testConfig(dir.env).database);
+    await db.job.update({ where: { id: 1 }, data: { state: 'running', attempts: 1 } }); // as a SIGKILL leaves it
+    await db.$disconnect();
+    const heard: JobUpdate[] = [];
+    let stopped = false;
+    const again = await startApp(testConfig(dir.env), {
+      executor: new FakeExecutor(1, 0),
+      frontEnds: [{ name: 'discord', start: async (bot) => { bot.addSink({ platform: 'discord', deliver: async (u) => { heard.push(u); } }); return { stop: async () => { stopped = true; } }; } }],
+    });
+    try {
+      await waitFor(() => (heard.some((u) => u.final) ? true : undefined), 10_000, 'final update');
+      assert.deepEqual(heard.map((u) => u.event).filter((e) => e !== 'progress' && e !== 'position'), ['requeued', 'started', 'succeeded']);
+      assert.match(heard[0]!.message.text, /Job #1 was interrupted .* and is back in the queue/);
+      assert.deepEqual(heard[0]!.route, { platform: 'discord', data: { channelId: '333', interactionToken: 'tok' } });
+    } finally {
+      await again.stop(); dir.cleanup();
+    }
+    assert.equal(stopped, true);
+  });
+
   test('typed commands (local chat, Slack text) become options', () => {
     const cmds = [
       { name: 'imagine', description: '', options: [{ type: 'string' as const, name: 'prompt', description: '', required: true }, { type: 'integer' as const, name: 'seed', description: '' }, { type: 'string' as const, name: 'negative', description: '' }] },
