@@ -4,9 +4,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { join } from 'node:path';
 import { ensureDemoModel, StableDiffusionPipeline } from './index.ts';
 import { createPerfusionConditioner } from './perfusion/conditioner.ts';
-import * as perfusion from './perfusion/index.ts';
+import { parseConcept, teachConcept } from './perfusion/index.ts';
 import { seededLatents } from './random.ts';
-import type { ConceptArtifact } from './types.ts';
 import type {
   FromWorker, ToWorker, WorkerErrorKind, WorkerGenerateRequest, WorkerInit, WorkerTeachRequest,
 } from './worker-protocol.ts';
@@ -51,16 +50,6 @@ function slerp(a: Float32Array, b: Float32Array, t: number): Float32Array {
   return out;
 }
 
-// teachConcept comes with gpu/perfusion's trainer; until it is exported there, teach jobs fail with a clear message.
-interface TeachApi {
-  teachConcept(pipeline: StableDiffusionPipeline, req: {
-    name: string; category: string; images: { width: number; height: number; rgb: Uint8Array }[]; steps?: number; seed?: number;
-    batchSize?: number; gradientAccumulation?: number;
-    resumeFrom?: Uint8Array; onCheckpoint?: (state: Uint8Array, step: number) => void | Promise<void>; checkpointEvery?: number; cacheDir?: string;
-    onProgress?: (p: { step: number; total: number; loss: number; etaMs: number }) => void; signal?: AbortSignal;
-  }): Promise<{ artifact: ConceptArtifact; bytes: Uint8Array; finalLoss: number; steps: number }>;
-}
-
 const covarianceDir = join(init.cacheDir, 'covariance');
 
 async function main(): Promise<void> {
@@ -91,7 +80,7 @@ async function main(): Promise<void> {
   async function generate(jobId: number, r: WorkerGenerateRequest, controller: AbortController): Promise<void> {
     const signal = controller.signal;
     const concepts = r.concepts.map(({ artifact, beta }) => {
-      const parsed = perfusion.parseConcept(artifact);
+      const parsed = parseConcept(artifact);
       return beta === undefined ? parsed : { ...parsed, beta };
     });
     const h = r.height / vaeScale, w = r.width / vaeScale;
@@ -113,12 +102,8 @@ async function main(): Promise<void> {
 
   async function teach(jobId: number, r: WorkerTeachRequest, controller: AbortController): Promise<void> {
     const signal = controller.signal;
-    const api = perfusion as unknown as Partial<TeachApi>;
-    if (typeof api.teachConcept !== 'function') {
-      throw Object.assign(new Error('Teaching concepts is not available in this version of the engine yet.'), { name: 'ConceptError' });
-    }
     const started = performance.now();
-    const result = await api.teachConcept(pipeline, {
+    const result = await teachConcept(pipeline, {
       name: r.name, category: r.category, images: r.images, steps: r.steps, seed: r.seed, resumeFrom: r.resumeFrom, signal,
       checkpointEvery: r.checkpointEvery, cacheDir: covarianceDir,
       ...(r.batchSize === undefined ? {} : { batchSize: r.batchSize }),

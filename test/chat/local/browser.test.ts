@@ -6,12 +6,10 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import * as perfusion from '../../../gpu/perfusion/index.ts';
 import { startApp, type App } from '../../../src/app.ts';
 import { pngImage, testConfig, testDataDir, type TestDir } from '../../src/helpers.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
-const canTeach = typeof (perfusion as Record<string, unknown>).teachConcept === 'function';
 const skip = !existsSync(CHROMIUM) ? `no browser at ${CHROMIUM} (apt-get install chromium)` : false;
 
 describe('the local chat page in Chromium', { skip }, () => {
@@ -59,7 +57,7 @@ describe('the local chat page in Chromium', { skip }, () => {
     assert.match(await page.textContent('#model') ?? '', /model: model/);
   });
 
-  test('teach with uploaded files, then imagine with the concept: the image appears', { skip: canTeach ? false : 'gpu/perfusion does not export teachConcept yet' }, async () => {
+  test('teach with uploaded files, then imagine with the concept: the image appears', async () => {
     await page.setInputFiles('#files', files);
     await send('/teach hugsy dog');
     const teachMsg = page.locator('.msg.bot').last();

@@ -4,12 +4,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import * as perfusion from '../../../gpu/perfusion/index.ts';
 import { startApp, type App } from '../../../src/app.ts';
 import { pngImage, testConfig, testDataDir, waitFor, type TestDir } from '../../src/helpers.ts';
 
-const canTeach = typeof (perfusion as Record<string, unknown>).teachConcept === 'function';
-const NO_TEACH = 'gpu/perfusion does not export teachConcept yet';
 
 let app: App;
 let dir: TestDir;
@@ -71,7 +68,7 @@ describe('local API with the real engine (sd-tiny-a, wasm)', () => {
     assert.match(r.body.error, /The category "zqxjvwkpfh" is \d+ CLIP tokens, but it must be a single token/);
   });
 
-  test('teach → ready → imagine with the concept', { skip: canTeach ? false : NO_TEACH }, async () => {
+  test('teach → ready → imagine with the concept', async () => {
     const fd = new FormData();
     fd.set('name', 'Hugsy'); fd.set('category', 'dog'); fd.set('steps', '10');
     for (const [i, color] of ['#c03030', '#b02828', '#c83838'].entries()) {

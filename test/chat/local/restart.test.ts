@@ -4,11 +4,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import * as perfusion from '../../../gpu/perfusion/index.ts';
 import { openDatabase } from '../../../src/store/prisma.ts';
 import { pngImage, ROOT, testConfig, testDataDir, waitFor, type TestDir } from '../../src/helpers.ts';
 
-const canTeach = typeof (perfusion as Record<string, unknown>).teachConcept === 'function';
 
 interface Bot { child: ChildProcess; url: string; output: () => string; exited: Promise<number | null> }
 
@@ -26,7 +24,7 @@ async function startBot(env: Record<string, string>): Promise<Bot> {
 
 async function get(url: string) { return (await fetch(url)).json() as Promise<Record<string, any>>; }
 
-describe('restarts', { skip: canTeach ? false : 'gpu/perfusion does not export teachConcept yet' }, () => {
+describe('restarts', () => {
   let dir: TestDir;
   let bot: Bot | null = null;
   before(async () => {
