@@ -176,7 +176,8 @@ export class AttentionGradKVProgram implements WebGPUProgram {
   constructor(private s: AttentionShape) {
     this.outputShape = [2, s.batch, s.lk, s.heads * s.d];
     this.dispatch = [Math.ceil(s.lk / THREADS), s.heads, s.batch];
-    this.shaderKey = `perfusionAttentionGradKV_${s.d}`;
+    // the batch size is baked into the source (the dk/dv planes), so it is part of the key
+    this.shaderKey = `perfusionAttentionGradKV_${s.d}_${s.batch}`;
   }
 
   uniformData() { return uniformData(this.s); }

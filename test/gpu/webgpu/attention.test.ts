@@ -38,10 +38,10 @@ describe('fused attention on WebGPU (GL compat adapter)', { skip: unavailable ??
     assert.ok(c.relErr < TOL, `relative error ${c.relErr}`);
   });
 
-  const gradCase = (lq: number, lk: number, heads: number, d: number) => () => {
-    const w = rand([2, lq, heads * d], 4);
+  const gradCase = (lq: number, lk: number, heads: number, d: number, batch = 2) => () => {
+    const w = rand([batch, lq, heads * d], 4);
     const loss = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) => tf.sum(tf.mul(attention(q as tf.Tensor3D, k as tf.Tensor3D, v as tf.Tensor3D, heads), w));
-    return tf.grads(loss)([rand([2, lq, heads * d], 1, 2), rand([2, lk, heads * d], 2, 2), rand([2, lk, heads * d], 3)]);
+    return tf.grads(loss)([rand([batch, lq, heads * d], 1, 2), rand([batch, lk, heads * d], 2, 2), rand([batch, lk, heads * d], 3)]);
   };
 
   test('gradients (fused backward, head dim 40, 77 keys) match autodiff through the primitives', async () => {
@@ -57,6 +57,14 @@ describe('fused attention on WebGPU (GL compat adapter)', { skip: unavailable ??
   test('gradients, several query and key blocks (130 × 150, head dim 8)', async () => {
     const c = await compareWithCpu(gradCase(130, 150, 3, 8));
     assert.ok(c.relErr < TOL, `relative error ${c.relErr}`);
+  });
+
+  test('gradients stay exact when the batch size changes within one process (compiled programs keyed by batch)', async () => {
+    // the 130 × 150 case above compiled head dim 8 at batch 2; teaching changes micro-batch sizes mid-run
+    for (const batch of [1, 3]) {
+      const c = await compareWithCpu(gradCase(40, 50, 3, 8, batch));
+      assert.ok(c.relErr < TOL, `batch ${batch}: relative error ${c.relErr}`);
+    }
   });
 
   test('gradients for head dim 80 (no fused backward) recompute with primitives, still exact', async () => {
