@@ -1,6 +1,7 @@
 // The engine's public surface (DESIGN.md, "Engine contract"): the worker, the command-line tools and the
 // acceptance tests load a pipeline here and talk to it through the contract types.
 import { StableDiffusionPipeline, type ConceptConditioner } from './pipeline.ts';
+import { createPerfusionConditioner, defaultPerfusionCacheDir } from './perfusion/conditioner.ts';
 import type { LoadOptions, Pipeline } from './types.ts';
 
 export type {
@@ -17,11 +18,14 @@ export { MAX_SEED } from './random.ts';
 
 /**
  * Starts the TensorFlow.js backend (`auto` by default: tensorflow → webgpu → wasm → cpu), reads the
- * diffusers-format SD 1.x folder `modelDir` and builds the pipeline on the device. `conceptConditioner`
- * (Perfusion's) enables GenerateRequest.concepts.
+ * diffusers-format SD 1.x folder `modelDir` and builds the pipeline on the device. GenerateRequest.concepts
+ * work through Perfusion's conditioner, whose text covariance C is cached under `cacheDir`
+ * (default: $PERFUSION_CACHE_DIR or ~/.cache/perfusion-bot); `conceptConditioner` replaces it.
  */
 export async function loadPipeline(
-  modelDir: string, opts: LoadOptions & { conceptConditioner?: ConceptConditioner } = {},
+  modelDir: string, opts: LoadOptions & { conceptConditioner?: ConceptConditioner; cacheDir?: string } = {},
 ): Promise<Pipeline & StableDiffusionPipeline> {
-  return StableDiffusionPipeline.load(modelDir, opts);
+  const conceptConditioner = opts.conceptConditioner
+    ?? createPerfusionConditioner({ cacheDir: opts.cacheDir ?? defaultPerfusionCacheDir() });
+  return StableDiffusionPipeline.load(modelDir, { backend: opts.backend, conceptConditioner });
 }

@@ -125,7 +125,14 @@ test('a bad request gets an error that names the problem', async () => {
   await bad({ prompt: 'x', latents: new Float32Array(10) }, /latents must hold 1024 values \(NCHW \[1, 4, 16, 16\] for 128×128\); got 10/);
   await bad({ prompt: 'x', seed: -1 }, /seed must be a whole number from 0 to 4294967295; got -1/);
   const concept = { name: 'hugsy' } as unknown as NonNullable<Parameters<typeof pipe.generate>[0]['concepts']>[number];
-  await bad({ prompt: 'a photo of <hugsy>', steps: 1, concepts: [concept] }, /cannot use taught concepts yet/);
+  // loadPipeline plugs Perfusion in by default; a pipeline built without a conditioner refuses concepts
+  const bare = await StableDiffusionPipeline.load(fixtureModelDir, { backend: 'wasm' });
+  try {
+    await assert.rejects(bare.generate({ prompt: 'a photo of <hugsy>', steps: 1, concepts: [concept] }),
+      (err: Error) => err instanceof GenerateRequestError && /cannot use taught concepts yet/.test(err.message));
+  } finally {
+    bare.dispose();
+  }
   assert.equal(tf.memory().numTensors, before);
 });
 

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { StableDiffusionPipeline } from '../../../gpu/pipeline.ts';
+import { loadPipeline } from '../../../gpu/index.ts';
 import {
   ConceptCompatibilityError, ConceptFormatError, createPerfusionConditioner, modelCovariance, parseConcept, teachConcept,
   UnknownConceptError, type TeachResult,
@@ -21,9 +22,9 @@ let pipe: StableDiffusionPipeline;
 const taught = new Map<string, TeachResult>();
 
 before(async () => {
-  pipe = await StableDiffusionPipeline.load(fixturePath('sd-tiny-a/model'), {
-    backend: 'wasm', conceptConditioner: createPerfusionConditioner({ cacheDir, corpusPrompts: 48 }),
-  });
+  // the public loadPipeline plugs Perfusion in by default; C is estimated first from a small corpus (fast) and
+  // cached where the default conditioner finds it
+  pipe = await loadPipeline(fixturePath('sd-tiny-a/model'), { backend: 'wasm', cacheDir });
   await modelCovariance(pipe, { cacheDir, corpusPrompts: 48 });
   const concepts: [string, string, number][] = [['hugsy', 'teddy', 0], ['rex', 'dog', 9], ['tom', 'cat', -9]];
   for (const [name, category, shift] of concepts) {
