@@ -8,5 +8,6 @@ import { command as cancel } from './cancel.ts';
 import { command as info } from './info.ts';
 import { command as reroll } from './reroll.ts';
 import { command as vary } from './vary.ts';
+import { command as del } from './delete.ts';
 
-export const commands: readonly Command[] = [teach, imagine, concepts, queue, cancel, info, reroll, vary];
+export const commands: readonly Command[] = [teach, imagine, concepts, queue, cancel, info, reroll, vary, del];

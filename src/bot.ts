@@ -2,7 +2,7 @@
 import { parseButtonId } from './chat/buttons.ts';
 import type { Command } from './chat/command.ts';
 import { generationSummary, jobStatus, loadJob, type Services } from './services.ts';
-import { DEMO_MODEL_NOTE, generationText, jobStateMessage, requeuedText, teachDoneText } from './chat/messages.ts';
+import { DEMO_MODEL_NOTE, generationButtons, generationText, jobStateMessage, requeuedText, teachDoneText } from './chat/messages.ts';
 import type {
   AutocompleteChoice, AutocompleteRequest, BotCore, ButtonPress, CommandContext, CommandDescription, DeliveryRoute,
   JobUpdate, OptionDescription, OptionValue, OutgoingMessage, UpdateSink,
@@ -235,11 +235,7 @@ export class Bot implements BotCore {
       jobId: status.id,
       text: generationText(generationSummary(g)) + demo,
       images: [{ filename: `image-${g.id}.png`, png: g.png, width: g.width, height: g.height, generationId: g.id }],
-      buttons: [
-        { id: `reroll:${g.id}`, label: 'Re-roll', style: 'primary' },
-        { id: `vary:${g.id}`, label: 'Variations' },
-        { id: `info:${g.id}`, label: 'Info' },
-      ],
+      buttons: generationButtons(g.id),
     };
   }
 }

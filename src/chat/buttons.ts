@@ -1,8 +1,8 @@
 // Button ids carry only an action and a database id, so a click works after a restart or days later:
-// `reroll:42`, `vary:42`, `info:42` (generation ids), `cancel:17` (a job id). Clicks are answered
+// `reroll:42`, `vary:42`, `info:42`, `delete:42` (generation ids), `cancel:17` (a job id). Clicks are answered
 // statelessly from the store by the command that declares the action (CommandDescription.button).
 
-export type ButtonAction = 'reroll' | 'vary' | 'info' | 'cancel';
+export type ButtonAction = 'reroll' | 'vary' | 'info' | 'delete' | 'cancel';
 
 export function buttonId(action: ButtonAction, id: number): string {
   return `${action}:${id}`;

@@ -1,5 +1,6 @@
 // Everything the bot says about jobs, in one place, so Discord, Slack and the local chat use the same words.
-import type { JobStatus, OutgoingMessage } from './types.ts';
+import { buttonId } from './buttons.ts';
+import type { ChatButton, JobStatus, OutgoingMessage } from './types.ts';
 
 /** Escapes markdown and neutralises mass mentions in text people wrote (prompts, names). */
 export function escapeChatText(s: string): string {
@@ -94,6 +95,16 @@ export function generationInfoText(g: GenerationSummary): string {
     g.parentId === null ? null : g.variationAmount === null ? `re-roll of #${g.parentId}` : `variation of #${g.parentId}, amount ${g.variationAmount}`,
     `model ${g.modelName} · took ${formatDuration(g.durationMs)}`,
   ].filter(Boolean).join('\n');
+}
+
+/** The buttons under a finished image: re-roll, variations, info, delete (the requester or an admin). */
+export function generationButtons(generationId: number): ChatButton[] {
+  return [
+    { id: buttonId('reroll', generationId), label: 'Re-roll', style: 'primary' },
+    { id: buttonId('vary', generationId), label: 'Variations' },
+    { id: buttonId('info', generationId), label: 'Info' },
+    { id: buttonId('delete', generationId), label: 'Delete', style: 'danger' },
+  ];
 }
 
 /** The message for a job's current state (not for success, which carries its result). */

@@ -165,6 +165,8 @@ export interface OutgoingMessage {
   private?: boolean;
   /** the job this message is about: later `JobUpdate`s of this job should edit this message */
   jobId?: number;
+  /** this message confirms that this generation was deleted: front ends take its image down where they show it */
+  deletedGeneration?: number;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ describe('commands through BotCore', () => {
       assert.equal(done.user.displayName, 'Ann');
       assert.match(done.message.text, /Image #\d+: “a photo of <hugsy> at sea” · seed 42 · 4 steps · guidance 7\.5 · concepts <hugsy>/);
       genId = done.job.generationId!;
-      assert.deepEqual(done.message.buttons!.map((b) => b.id), [`reroll:${genId}`, `vary:${genId}`, `info:${genId}`]);
+      assert.deepEqual(done.message.buttons!.map((b) => b.id), [`reroll:${genId}`, `vary:${genId}`, `info:${genId}`, `delete:${genId}`]);
       assert.deepEqual([done.message.images![0]!.width, done.message.images![0]!.height], [96, 64]);
       assert.equal((await app.services.db.job.findUniqueOrThrow({ where: { id: 2 } })).delivered, true);
       // autocomplete of concept names and of a mention inside a prompt
