@@ -1,9 +1,10 @@
-// The application commands the bot registers with Discord, and the modal the message command opens.
-// Platform-neutral command logic lives in commands/; this file only describes how Discord shows them.
+// The application commands the bot registers with Discord, derived from the core's CommandDescriptions
+// (commands/*.ts) so the two cannot drift, plus the message command and the modal it opens. Platform-neutral
+// command logic lives in commands/; this file only describes how Discord shows them.
 import {
+  ApplicationCommandType,
   ApplicationIntegrationType,
   ContextMenuCommandBuilder,
-  ApplicationCommandType,
   InteractionContextType,
   LabelBuilder,
   ModalBuilder,
@@ -11,89 +12,110 @@ import {
   TextInputBuilder,
   TextInputStyle,
   type RESTPostAPIApplicationCommandsJSONBody,
+  type SharedSlashCommandOptions,
 } from 'discord.js';
+import type { CommandDescription, OptionDescription } from '../types.ts';
 
-export const COMMAND_NAMES = {
-  teach: 'teach',
-  imagine: 'imagine',
-  concepts: 'concepts',
-  queue: 'queue',
-  cancel: 'cancel',
-  /** Message context command ("Apps" menu on a message that carries images). */
-  teachFromMessage: 'Teach concept from these images',
-} as const;
-
-/** `/teach` takes up to this many images, one attachment option each (`image1` required). */
-export const MAX_TEACH_IMAGES = 10;
-export const TEACH_IMAGE_OPTIONS: readonly string[] = Array.from({ length: MAX_TEACH_IMAGES }, (_, i) => `image${i + 1}`);
-
-/** Output sizes offered by `/imagine size:` (width x height, multiples of 8). */
-export const IMAGINE_SIZES = ['512x512', '512x768', '768x512', '384x384', '256x256'] as const;
-export const IMAGINE_SAMPLERS = ['pndm', 'ddim', 'euler', 'dpmpp-2m'] as const;
-
-export const CONCEPT_NAME_MAX = 32;
-export const CATEGORY_MAX = 40;
-export const PROMPT_MAX = 1000;
+/** Message context command ("Apps" menu on a message that carries images). */
+export const TEACH_FROM_MESSAGE = 'Teach concept from these images';
+/** The core command the message command and its modal feed. */
+export const TEACH_COMMAND = 'teach';
 
 /** Where a command is registered: one server (instant, for development) or globally. */
 export type CommandScope = 'guild' | 'global';
 
 /**
- * The JSON body for `PUT /applications/{app}/commands` (global) or `…/guilds/{guild}/commands`.
- * Global commands carry contexts: servers and the bot's DMs (guild install). Guild commands are never shown in
- * DMs and Discord ignores contexts there, so they are left out.
+ * Discord's option names for a core option. An `attachments` option becomes `max` attachment options named
+ * `${name}1` … `${name}${max}` (one file each, the first `min` required); every other option keeps its name.
  */
-export function applicationCommands(scope: CommandScope): RESTPostAPIApplicationCommandsJSONBody[] {
-  const teach = new SlashCommandBuilder()
-    .setName(COMMAND_NAMES.teach)
-    .setDescription('Teach the bot a new visual concept from 1–10 of your images')
-    .addStringOption((o) => o.setName('name').setDescription('Name to use in prompts as <name>, e.g. hugsy')
-      .setRequired(true).setMinLength(2).setMaxLength(CONCEPT_NAME_MAX))
-    .addStringOption((o) => o.setName('category').setDescription('What it is, in a word or two, e.g. teddy bear, dog, mug')
-      .setRequired(true).setMinLength(2).setMaxLength(CATEGORY_MAX));
-  TEACH_IMAGE_OPTIONS.forEach((name, i) => {
-    teach.addAttachmentOption((o) => o.setName(name)
-      .setDescription(i === 0 ? 'A photo of the concept (PNG, JPEG or WebP)' : 'Another photo of the concept (optional)')
-      .setRequired(i === 0));
-  });
+export function discordOptionNames(option: OptionDescription): string[] {
+  if (option.type !== 'attachments') return [option.name];
+  return Array.from({ length: option.max }, (_, i) => `${option.name}${i + 1}`);
+}
 
-  const imagine = new SlashCommandBuilder()
-    .setName(COMMAND_NAMES.imagine)
-    .setDescription('Generate an image; use taught concepts as <name> in the prompt')
-    .addStringOption((o) => o.setName('prompt').setDescription('What to draw, e.g. a photo of <hugsy> on the beach')
-      .setRequired(true).setMaxLength(PROMPT_MAX).setAutocomplete(true))
-    .addStringOption((o) => o.setName('negative').setDescription('What to avoid in the image').setMaxLength(PROMPT_MAX))
-    .addIntegerOption((o) => o.setName('seed').setDescription('Same seed and settings give the same image')
-      .setMinValue(0).setMaxValue(4_294_967_295))
-    .addIntegerOption((o) => o.setName('steps').setDescription('Denoising steps: more is slower and finer (default 30)')
-      .setMinValue(1).setMaxValue(100))
-    .addNumberOption((o) => o.setName('guidance').setDescription('How closely to follow the prompt (default 7.5)')
-      .setMinValue(0).setMaxValue(30))
-    .addStringOption((o) => o.setName('size').setDescription('Width x height in pixels')
-      .addChoices(...IMAGINE_SIZES.map((s) => ({ name: s.replace('x', ' × '), value: s }))))
-    .addNumberOption((o) => o.setName('strength').setDescription('How strongly the taught concepts show (0–2, default 1)')
-      .setMinValue(0).setMaxValue(2))
-    .addStringOption((o) => o.setName('sampler').setDescription('Noise scheduler (default: the model\'s own)')
-      .addChoices(...IMAGINE_SAMPLERS.map((s) => ({ name: s, value: s }))));
+type OptionTarget = SharedSlashCommandOptions<any>;
 
-  const concepts = new SlashCommandBuilder()
-    .setName(COMMAND_NAMES.concepts)
-    .setDescription('List the concepts you can use here');
+interface PlannedOption { required: boolean; add(target: OptionTarget): void }
 
-  const queue = new SlashCommandBuilder()
-    .setName(COMMAND_NAMES.queue)
-    .setDescription('Show the job queue and where your jobs are in it');
+/** One core option as the Discord options that stand for it, each with how to add it to a builder. */
+function planOption(o: OptionDescription): PlannedOption[] {
+  const required = o.required === true;
+  switch (o.type) {
+    case 'string':
+      return [{
+        required,
+        add: (t) => t.addStringOption((b) => {
+          b.setName(o.name).setDescription(o.description).setRequired(required);
+          if (o.minLength !== undefined) b.setMinLength(o.minLength);
+          if (o.maxLength !== undefined) b.setMaxLength(o.maxLength);
+          if (o.autocomplete) b.setAutocomplete(true);
+          if (o.choices?.length) b.addChoices(...o.choices.map((c) => ({ name: c.name, value: c.value })));
+          return b;
+        }),
+      }];
+    case 'integer':
+      return [{
+        required,
+        add: (t) => t.addIntegerOption((b) => {
+          b.setName(o.name).setDescription(o.description).setRequired(required);
+          if (o.min !== undefined) b.setMinValue(o.min);
+          if (o.max !== undefined) b.setMaxValue(o.max);
+          return b;
+        }),
+      }];
+    case 'number':
+      return [{
+        required,
+        add: (t) => t.addNumberOption((b) => {
+          b.setName(o.name).setDescription(o.description).setRequired(required);
+          if (o.min !== undefined) b.setMinValue(o.min);
+          if (o.max !== undefined) b.setMaxValue(o.max);
+          return b;
+        }),
+      }];
+    case 'boolean':
+      return [{ required, add: (t) => t.addBooleanOption((b) => b.setName(o.name).setDescription(o.description).setRequired(required)) }];
+    case 'attachments':
+      return discordOptionNames(o).map((name, i) => {
+        const isRequired = required && i < Math.max(1, o.min);
+        const description = i === 0 ? o.description : `Another one (optional, up to ${o.max})`;
+        return { required: isRequired, add: (t) => t.addAttachmentOption((b) => b.setName(name).setDescription(description).setRequired(isRequired)) };
+      });
+  }
+}
 
-  const cancel = new SlashCommandBuilder()
-    .setName(COMMAND_NAMES.cancel)
-    .setDescription('Cancel one of your queued or running jobs')
-    .addStringOption((o) => o.setName('job').setDescription('Which job (default: your latest)').setAutocomplete(true));
+/** Adds the options, required ones first (Discord's rule), otherwise in the description's order. */
+function addOptions(target: OptionTarget, options: readonly OptionDescription[]): void {
+  const planned = options.flatMap(planOption);
+  for (const p of [...planned.filter((x) => x.required), ...planned.filter((x) => !x.required)]) p.add(target);
+}
 
-  const teachFromMessage = new ContextMenuCommandBuilder()
-    .setName(COMMAND_NAMES.teachFromMessage)
-    .setType(ApplicationCommandType.Message);
+/** The slash command for one core command. */
+export function slashCommand(d: CommandDescription): SlashCommandBuilder {
+  const builder = new SlashCommandBuilder().setName(d.name).setDescription(d.description);
+  if (d.subcommands?.length) {
+    for (const sub of d.subcommands) {
+      builder.addSubcommand((s) => {
+        s.setName(sub.name).setDescription(sub.description);
+        addOptions(s, sub.options);
+        return s;
+      });
+    }
+  } else {
+    addOptions(builder, d.options ?? []);
+  }
+  return builder;
+}
 
-  const builders = [teach, imagine, concepts, queue, cancel, teachFromMessage];
+/**
+ * The JSON body for `PUT /applications/{app}/commands` (global) or `…/guilds/{guild}/commands`: one slash
+ * command per core command, then the message command. Global commands carry contexts: servers and the bot's
+ * DMs (guild install). Guild commands are never shown in DMs and Discord ignores contexts there.
+ */
+export function applicationCommands(commands: readonly CommandDescription[], scope: CommandScope): RESTPostAPIApplicationCommandsJSONBody[] {
+  if (!commands.some((c) => c.name === TEACH_COMMAND)) throw new Error(`the message command needs the core's /${TEACH_COMMAND}`);
+  const builders: Array<SlashCommandBuilder | ContextMenuCommandBuilder> = commands.map(slashCommand);
+  builders.push(new ContextMenuCommandBuilder().setName(TEACH_FROM_MESSAGE).setType(ApplicationCommandType.Message));
   if (scope === 'global') {
     for (const b of builders) {
       b.setContexts(InteractionContextType.Guild, InteractionContextType.BotDM);
@@ -103,21 +125,32 @@ export function applicationCommands(scope: CommandScope): RESTPostAPIApplication
   return builders.map((b) => b.toJSON());
 }
 
+// ---- the message command's modal ---------------------------------------------------------------------
+
 const TEACH_MODAL_PREFIX = 'teach-msg:';
+/** The modal's text inputs carry the core's option names, so the submitted values map onto /teach. */
 export const TEACH_MODAL_FIELDS = { name: 'name', category: 'category' } as const;
 
-/** The modal the message command opens to ask for the concept's name and category. */
-export function teachFromMessageModal(messageId: string): ModalBuilder {
+/** The modal the message command opens to ask for the concept's name and category, with /teach's limits. */
+export function teachFromMessageModal(messageId: string, teach: CommandDescription): ModalBuilder {
+  const field = (name: string) => {
+    const o = teach.options?.find((x) => x.name === name);
+    if (o?.type !== 'string') throw new Error(`/${teach.name} has no text option "${name}"`);
+    const input = new TextInputBuilder().setCustomId(name).setStyle(TextInputStyle.Short).setRequired(true);
+    if (o.minLength !== undefined) input.setMinLength(o.minLength);
+    if (o.maxLength !== undefined) input.setMaxLength(o.maxLength);
+    return { o, input };
+  };
+  const name = field(TEACH_MODAL_FIELDS.name);
+  const category = field(TEACH_MODAL_FIELDS.category);
   return new ModalBuilder()
     .setCustomId(`${TEACH_MODAL_PREFIX}${messageId}`)
     .setTitle('Teach a concept from these images')
     .addLabelComponents(
-      new LabelBuilder().setLabel('Name').setDescription('Used in prompts as <name>')
-        .setTextInputComponent(new TextInputBuilder().setCustomId(TEACH_MODAL_FIELDS.name).setStyle(TextInputStyle.Short)
-          .setRequired(true).setMinLength(2).setMaxLength(CONCEPT_NAME_MAX).setPlaceholder('hugsy')),
-      new LabelBuilder().setLabel('Category').setDescription('What it is, in a word or two')
-        .setTextInputComponent(new TextInputBuilder().setCustomId(TEACH_MODAL_FIELDS.category).setStyle(TextInputStyle.Short)
-          .setRequired(true).setMinLength(2).setMaxLength(CATEGORY_MAX).setPlaceholder('teddy bear')),
+      new LabelBuilder().setLabel('Name').setDescription(name.o.description.slice(0, 100))
+        .setTextInputComponent(name.input.setPlaceholder('hugsy')),
+      new LabelBuilder().setLabel('Category').setDescription(category.o.description.slice(0, 100))
+        .setTextInputComponent(category.input.setPlaceholder('teddy')),
     );
 }
 

@@ -4,6 +4,8 @@
 import { existsSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { DiscordAPIError, REST, Routes } from 'discord.js';
+import { commands as coreCommands } from '../../../commands/index.ts';
+import type { CommandDescription } from '../types.ts';
 import { applicationCommands, type CommandScope } from './application-commands.ts';
 import { DiscordConfigError, parseDiscordConfig, type DiscordConfig } from './config.ts';
 
@@ -14,8 +16,11 @@ export interface RegisterResult {
   commands: RegisteredCommand[];
 }
 
+/** The core's commands, as the bot registers them. */
+export const CORE_COMMANDS: readonly CommandDescription[] = coreCommands.map((c) => c.description);
+
 /** PUTs the command list; rejects with RegisterCommandsError (worded for the operator) when Discord refuses. */
-export async function registerCommands(config: DiscordConfig, rest?: REST): Promise<RegisterResult> {
+export async function registerCommands(config: DiscordConfig, rest?: REST, descriptions: readonly CommandDescription[] = CORE_COMMANDS): Promise<RegisterResult> {
   const client = rest ?? new REST({ api: config.apiUrl, retries: 1, timeout: 15_000 }).setToken(config.token);
   const scope: CommandScope = config.guildId ? 'guild' : 'global';
   const route = config.guildId
@@ -23,7 +28,7 @@ export async function registerCommands(config: DiscordConfig, rest?: REST): Prom
     : Routes.applicationCommands(config.applicationId);
   let registered: unknown;
   try {
-    registered = await client.put(route, { body: applicationCommands(scope) });
+    registered = await client.put(route, { body: applicationCommands(descriptions, scope) });
   } catch (error) {
     throw new RegisterCommandsError(describeRegisterFailure(error, config), { cause: error });
   }

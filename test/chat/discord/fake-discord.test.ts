@@ -8,9 +8,12 @@ import {
   AttachmentBuilder, ChannelType, Client, DiscordAPIError, Events, FileUploadBuilder, GatewayIntentBits, InteractionContextType,
   LabelBuilder, MessageFlags, ModalBuilder, PermissionFlagsBits, Routes, type Interaction, type TextChannel,
 } from 'discord.js';
-import { COMMAND_NAMES, teachFromMessageModal, TEACH_MODAL_FIELDS } from '../../../src/chat/discord/application-commands.ts';
+import { commands } from '../../../commands/index.ts';
+import { buttonId, parseButtonId } from '../../../src/chat/buttons.ts';
+import { generationButtons } from '../../../src/chat/messages.ts';
+import { TEACH_FROM_MESSAGE, teachFromMessageModal, TEACH_MODAL_FIELDS } from '../../../src/chat/discord/application-commands.ts';
 import { attachmentHostsFor, downloadAttachments, messageAttachmentRefs } from '../../../src/chat/discord/attachments.ts';
-import { generationButtonId, generationButtonRow, parseGenerationButtonId } from '../../../src/chat/discord/button-ids.ts';
+import { buttonRows } from '../../../src/chat/discord/render.ts';
 import { isTokenDeadError } from '../../../src/chat/discord/delivery.ts';
 import { ShiftedClock } from './clocks.ts';
 import { CALLBACK_TYPE, FakeDiscord, MESSAGE_FLAGS } from './fake-discord.ts';
@@ -77,7 +80,7 @@ describe('the real discord.js client against the fake Discord', { timeout: 30_00
       await interaction.deferReply();
       await interaction.editReply('Queued: position 1');
       const final = await interaction.editReply({
-        content: 'Done', files: [new AttachmentBuilder(png, { name: 'result.png' })], components: [generationButtonRow('gen-42')],
+        content: 'Done', files: [new AttachmentBuilder(png, { name: 'result.png' })], components: buttonRows(generationButtons(42)),
       });
       const extra = await interaction.followUp({ content: 'Only you can see this', flags: MessageFlags.Ephemeral });
       return { name: interaction.options.getString('name'), bytes, attachmentSize: attachment.size, finalId: final.id, extraId: extra.id, userId: interaction.user.id };
@@ -122,7 +125,7 @@ describe('the real discord.js client against the fake Discord', { timeout: 30_00
     assert.equal(original.attachments.length, 1);
     assert.deepEqual(await download(original.attachments[0]!.url), png, 'the uploaded image is served back by the CDN');
     const buttons = (original.components![0] as { components: Array<{ custom_id: string }> }).components;
-    assert.deepEqual(buttons.map((b) => parseGenerationButtonId(b.custom_id)?.action), ['reroll', 'variations', 'info', 'delete']);
+    assert.deepEqual(buttons.map((b) => parseButtonId(b.custom_id)), ['reroll', 'vary', 'info', 'delete'].map((action) => ({ action, id: 42 })));
     assert.equal(fake.messageHistory(original.id).length, 3, 'created deferred, then edited twice');
 
     const followup = sent.followups[0]!;
@@ -148,7 +151,7 @@ describe('the real discord.js client against the fake Discord', { timeout: 30_00
 
   test('button: a click on a bot message arrives with its custom id, deferUpdate (type 6), editReply edits that message', async () => {
     const channel = client.channels.cache.get(fake.defaultChannelId) as TextChannel;
-    const posted = await channel.send({ content: 'Your image', components: [generationButtonRow('gen-7')] });
+    const posted = await channel.send({ content: 'Your image', components: buttonRows(generationButtons(7)) });
     const user = fake.createUser('carol');
     const handled = nextInteraction(async (interaction) => {
       assert.ok(interaction.isButton());
@@ -156,11 +159,11 @@ describe('the real discord.js client against the fake Discord', { timeout: 30_00
       await interaction.editReply({ content: 'Re-rolling…', components: [] });
       return { customId: interaction.customId, messageId: interaction.message.id };
     });
-    const rerollId = generationButtonId('reroll', 'gen-7');
+    const rerollId = buttonId('reroll', 7);
     assert.ok(JSON.stringify(fake.message(posted.id)!.components).includes(rerollId), 'the posted message carries the button');
     const sent = fake.button({ user, message: posted.id, customId: rerollId });
     const result = await handled;
-    assert.deepEqual(parseGenerationButtonId(result.customId), { action: 'reroll', generationId: 'gen-7' });
+    assert.deepEqual(parseButtonId(result.customId), { action: 'reroll', id: 7 });
     assert.equal(result.messageId, posted.id);
     assert.equal(sent.callback?.type, CALLBACK_TYPE.deferredUpdateMessage);
     const edited = fake.message(posted.id)!;
@@ -179,12 +182,12 @@ describe('the real discord.js client against the fake Discord', { timeout: 30_00
     const message = fake.postUserMessage({ author, content: 'my teddy', attachments: images });
     const opened = nextInteraction(async (interaction) => {
       assert.ok(interaction.isMessageContextMenuCommand());
-      assert.equal(interaction.commandName, COMMAND_NAMES.teachFromMessage);
+      assert.equal(interaction.commandName, TEACH_FROM_MESSAGE);
       const refs = messageAttachmentRefs(interaction.targetMessage);
-      await interaction.showModal(teachFromMessageModal(interaction.targetId));
+      await interaction.showModal(teachFromMessageModal(interaction.targetId, commands.find((c) => c.description.name === 'teach')!.description));
       return refs;
     });
-    const command = fake.messageCommand({ name: COMMAND_NAMES.teachFromMessage, user: author, message });
+    const command = fake.messageCommand({ name: TEACH_FROM_MESSAGE, user: author, message });
     const refs = await opened;
     assert.deepEqual(refs.map((r) => r.name), ['one.png', 'two.png']);
     const downloaded = await downloadAttachments(refs, { allowedHosts: attachmentHostsFor(fake.apiUrl) });
@@ -347,7 +350,7 @@ describe('the real discord.js client against the fake Discord', { timeout: 30_00
 
   test('a restarted bot (a new client, a new gateway session) gets clicks on buttons it posted before', async () => {
     const channel = client.channels.cache.get(fake.defaultChannelId) as TextChannel;
-    const posted = await channel.send({ content: 'Before the restart', components: [generationButtonRow('gen-99')] });
+    const posted = await channel.send({ content: 'Before the restart', components: buttonRows(generationButtons(99)) });
     await client.destroy();
     const closedBy = Date.now() + 2_000;
     while (fake.gatewaySessions > 0 && Date.now() < closedBy) await new Promise((r) => setTimeout(r, 20));
@@ -361,10 +364,10 @@ describe('the real discord.js client against the fake Discord', { timeout: 30_00
       assert.ok(interaction.isButton());
       await interaction.deferReply({ flags: MessageFlags.Ephemeral });
       await interaction.editReply('Seed 1234, 30 steps, guidance 7.5');
-      return parseGenerationButtonId(interaction.customId);
+      return parseButtonId(interaction.customId);
     });
-    const sent = fake.button({ user: fake.createUser('ivy'), message: posted.id, customId: generationButtonId('info', 'gen-99') });
-    assert.deepEqual(await handled, { action: 'info', generationId: 'gen-99' });
+    const sent = fake.button({ user: fake.createUser('ivy'), message: posted.id, customId: buttonId('info', 99) });
+    assert.deepEqual(await handled, { action: 'info', id: 99 });
     assert.equal(sent.callback?.type, CALLBACK_TYPE.deferredChannelMessage);
     assert.equal(sent.originalMessage?.content, 'Seed 1234, 30 steps, guidance 7.5');
     assert.notEqual(sent.originalMessage?.id, posted.id, 'a new ephemeral reply, the image message untouched');

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { DiscordAPIError, REST } from 'discord.js';
 import { applicationCommands } from '../../../src/chat/discord/application-commands.ts';
 import type { DiscordConfig } from '../../../src/chat/discord/config.ts';
-import { registerCommands, RegisterCommandsError } from '../../../src/chat/discord/register.ts';
+import { CORE_COMMANDS, registerCommands, RegisterCommandsError } from '../../../src/chat/discord/register.ts';
 import { FakeDiscord } from './fake-discord.ts';
 
 const root = new URL('../../../', import.meta.url).pathname;
@@ -27,7 +27,7 @@ test('with DISCORD_GUILD_ID the commands are PUT to that server, and Discord\'s 
   assert.equal(put.path, `/api/v10/applications/${fake.applicationId}/guilds/${fake.defaultGuild.id}/commands`);
   assert.equal(put.auth, `Bot ${fake.token}`);
   assert.equal(put.status, 200);
-  assert.deepEqual(put.body, JSON.parse(JSON.stringify(applicationCommands('guild'))));
+  assert.deepEqual(put.body, JSON.parse(JSON.stringify(applicationCommands(CORE_COMMANDS, 'guild'))));
   const stored = fake.registeredCommands(fake.defaultGuild.id);
   assert.deepEqual(result.commands.map((c) => c.name), stored.map((c) => c.name));
   assert.deepEqual(result.commands.map((c) => c.id), stored.map((c) => c.id));
@@ -39,7 +39,7 @@ test('with DISCORD_GUILD_ID the commands are PUT to that server, and Discord\'s 
 test('without it they are PUT globally, with contexts for servers and DMs', async () => {
   const result = await registerCommands(config);
   assert.equal(result.scope, 'global');
-  assert.equal(result.commands.length, 6);
+  assert.equal(result.commands.length, CORE_COMMANDS.length + 1, 'every core command and the message command');
   const stored = fake.registeredCommands();
   assert.ok(stored.every((c) => JSON.stringify(c.contexts) === '[0,1]'));
   assert.ok(fake.requests.some((r) => r.method === 'PUT' && r.route === `/applications/${fake.applicationId}/commands`));
@@ -47,8 +47,8 @@ test('without it they are PUT globally, with contexts for servers and DMs', asyn
 
 test('the fake enforces Discord\'s command rules, so a broken definition would fail here', async () => {
   const rest = new REST({ api: fake.apiUrl, retries: 0 }).setToken(fake.token);
-  const broken = JSON.parse(JSON.stringify(applicationCommands('guild')));
-  broken[0].options.reverse(); // optional image10 first, required name last
+  const broken = JSON.parse(JSON.stringify(applicationCommands(CORE_COMMANDS, 'guild')));
+  broken[0].options.reverse(); // optional steps first, required name last
   broken[1].options[0].choices = [{ name: 'x', value: 'x' }]; // autocomplete together with choices
   await assert.rejects(rest.put(`/applications/${fake.applicationId}/guilds/${fake.defaultGuild.id}/commands`, { body: broken }),
     (error: unknown) => {
@@ -87,8 +87,9 @@ test('npm run discord:register registers from the environment, and explains bad 
     DISCORD_TOKEN: fake.token, DISCORD_APP_ID: fake.applicationId, DISCORD_GUILD_ID: fake.defaultGuild.id, DISCORD_API_URL: fake.apiUrl,
   });
   assert.equal(ok.code, 0, ok.stderr);
-  assert.match(ok.stdout, new RegExp(`Registered 6 commands for server ${fake.defaultGuild.id}`));
-  assert.match(ok.stdout, /\/imagine/);
+  assert.match(ok.stdout, new RegExp(`Registered ${CORE_COMMANDS.length + 1} commands for server ${fake.defaultGuild.id}`));
+  for (const c of CORE_COMMANDS) assert.match(ok.stdout, new RegExp(`  /${c.name}  \\(id \\d+\\)`));
+  assert.match(ok.stdout, /  Teach concept from these images  \(id \d+\)/);
 
   const bad = await npmRegister({ DISCORD_TOKEN: 'x', DISCORD_APP_ID: 'not-a-number', DISCORD_GUILD_ID: '', DISCORD_API_URL: fake.apiUrl });
   assert.equal(bad.code, 2);
