@@ -2,9 +2,10 @@
 // While the token lives, the bot edits its reply. After that it edits the reply through the channel (progress)
 // and posts the result as a new channel message that mentions the user; when the channel is gone or closed to
 // the bot, or the request was ephemeral, the result goes to the user's DMs. The routing is stored with the job
-// (InteractionRoute), so any process can pick the right path after a restart.
+// (InteractionRoute, as the job's DeliveryRoute data), so any process can pick the right path after a restart.
 import { DiscordAPIError } from 'discord.js';
 import { z } from 'zod';
+import type { DeliveryRoute } from '../types.ts';
 
 export const INTERACTION_TOKEN_TTL_MS = 15 * 60_000;
 /** Stop using the token a minute early: an edit started at 14:59 may land after 15:00. */
@@ -66,13 +67,16 @@ export function routeFromInteraction(interaction: RoutableInteraction, options: 
   };
 }
 
-export function serializeRoute(route: InteractionRoute): string {
-  return JSON.stringify(route);
+/** The route as the core stores it with a job (DeliveryRoute.data holds the InteractionRoute's fields). */
+export function deliveryRoute(route: InteractionRoute): DeliveryRoute {
+  return { platform: 'discord', data: { ...route } };
 }
 
-/** Reads a stored route back; throws when the stored text is not one. */
-export function parseRoute(text: string): InteractionRoute {
-  return interactionRouteSchema.parse(JSON.parse(text));
+/** A stored route read back; null when it is not a Discord route or not one this adapter wrote. */
+export function routeFromDelivery(route: DeliveryRoute): InteractionRoute | null {
+  if (route.platform !== 'discord') return null;
+  const parsed = interactionRouteSchema.safeParse(route.data);
+  return parsed.success ? parsed.data : null;
 }
 
 export interface TokenTiming {
@@ -143,20 +147,6 @@ export function isTokenDeadError(error: unknown): boolean {
     error.code === DISCORD_ERROR.invalidWebhookToken ||
     error.code === DISCORD_ERROR.unknownWebhook ||
     error.code === DISCORD_ERROR.unknownInteraction);
-}
-
-/** A mention that pings the requester and nobody else, whatever the (user-written) text contains. */
-export function onlyUserMentions(userId: string): { parse: []; users: string[]; repliedUser: false } {
-  return { parse: [], users: [userId], repliedUser: false };
-}
-
-/** No pings at all: prompts are user text and may contain @everyone or other people's mentions. */
-export const NO_MENTIONS = { parse: [] as [], repliedUser: false } as const;
-
-/** Content and allowed mentions for a result that arrives as a new message instead of the reply. */
-export function lateResultMessage(target: FinalTarget, content: string): { content: string; allowedMentions: { parse: []; users?: string[]; repliedUser: false } } {
-  if (target.via === 'channel-message') return { content: `<@${target.userId}> ${content}`, allowedMentions: onlyUserMentions(target.userId) };
-  return { content, allowedMentions: { ...NO_MENTIONS } };
 }
 
 export interface DeliveryOutcome {

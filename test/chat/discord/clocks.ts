@@ -38,10 +38,13 @@ export class ManualClock implements Clock {
   }
 }
 
-export class ShiftedClock {
+export class ShiftedClock implements Clock {
   #offset = 0;
   now(): number { return Date.now() + this.#offset; }
   advance(ms: number): void { this.#offset += ms; }
+  /** Timers run in real time: a jump skips the token's life, not the pacing of edits. */
+  setTimeout(callback: () => void, ms: number): TimerHandle { return setTimeout(callback, ms); }
+  clearTimeout(handle: TimerHandle): void { clearTimeout(handle as ReturnType<typeof setTimeout>); }
 }
 
 /** Lets queued promise callbacks and I/O callbacks run. */
