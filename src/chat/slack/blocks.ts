@@ -1,7 +1,8 @@
-// Block Kit for the Slack adapter: the teach modal (and reading its submission back), progress and result
-// messages with buttons whose action_ids carry the id they act on, and text escaping for user-provided text.
+// Block Kit for the Slack adapter: the teach modal (and reading its submission back), and the core's messages
+// (src/chat/messages.ts wording) as Slack mrkdwn with buttons whose action_ids are the core's button ids.
 import type { types } from '@slack/bolt';
 import { z } from 'zod';
+import type { ChatButton, OutgoingMessage } from '../types.ts';
 
 type KnownBlock = types.KnownBlock;
 type ModalView = types.ModalView;
@@ -63,6 +64,8 @@ export const teachOriginSchema = z.object({
   /** message shortcut: the message whose files are the training images, and their ids */
   messageTs: z.string().optional(),
   fileIds: z.array(z.string()).max(MAX_TEACH_IMAGES).optional(),
+  /** training steps typed after /teach (`steps:200`); the core checks the range */
+  steps: z.number().int().optional(),
 });
 export type TeachOrigin = z.infer<typeof teachOriginSchema>;
 
@@ -122,7 +125,7 @@ export function teachModal(opts: TeachModalOptions): ModalView {
     blocks.push({
       type: 'input',
       block_id: TEACH_INPUTS.images.block,
-      label: plain(`Images (3 to ${MAX_TEACH_IMAGES})`),
+      label: plain(`Images (up to ${MAX_TEACH_IMAGES}; 3 or more work best)`),
       hint: plain('Photos of the same thing from a few angles. PNG, JPEG or WebP, up to 10 MB each.'),
       element: {
         type: 'file_input', action_id: TEACH_INPUTS.images.action,
@@ -219,133 +222,58 @@ export function teachModalErrors(errors: Partial<Record<keyof typeof TEACH_INPUT
   return { response_action: 'errors', errors: out };
 }
 
-// ---- buttons ------------------------------------------------------------------------------------------------
-
-/** What a button does; its action_id is `<action>:<id>` so a click can be handled statelessly after a restart. */
-export const BUTTON_ACTIONS = ['reroll', 'variations', 'info', 'delete', 'cancel'] as const;
-export type ButtonAction = (typeof BUTTON_ACTIONS)[number];
-/** Matches every button action_id this adapter produces (for `app.action(BUTTON_ACTION_PATTERN, …)`). */
-export const BUTTON_ACTION_PATTERN = /^(reroll|variations|info|delete|cancel):(.+)$/;
-
-const ACTION_ID_MAX = 255;
-
-export function buttonActionId(action: ButtonAction, id: string): string {
-  const actionId = `${action}:${id}`;
-  if (id.length === 0 || actionId.length > ACTION_ID_MAX) throw new RangeError(`button id must be 1–${ACTION_ID_MAX - action.length - 1} characters`);
-  return actionId;
-}
-
-export function parseButtonActionId(actionId: string): { action: ButtonAction; id: string } | null {
-  const match = BUTTON_ACTION_PATTERN.exec(actionId);
-  return match ? { action: match[1] as ButtonAction, id: match[2]! } : null;
-}
-
-function button(text: string, action: ButtonAction, id: string, extra: Partial<Button> = {}): Button {
-  return { type: 'button', text: plain(text), action_id: buttonActionId(action, id), value: id, ...extra };
-}
-
 // ---- messages -----------------------------------------------------------------------------------------------
 
-/** A message body for chat.postMessage / chat.update: `text` is the notification fallback. */
+/** A message body for chat.postMessage / chat.update / respond: `text` is the notification fallback. */
 export interface SlackMessage {
   text: string;
   blocks: KnownBlock[];
 }
 
-/** `▰▰▰▱▱▱▱▱▱▱ 30%` — ten cells, rounded down so 100% only shows when done. */
-export function progressBar(fraction: number): string {
-  const f = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0));
-  const filled = Math.floor(f * 10);
-  return `${'▰'.repeat(filled)}${'▱'.repeat(10 - filled)} ${Math.floor(f * 100)}%`;
+/**
+ * The core's message text (src/chat/messages.ts: `**bold**`, user text escaped with backslashes) as Slack
+ * mrkdwn: `&`, `<`, `>` escaped (so `<hugsy>` is shown, not parsed as a link or mention), backslash escapes
+ * removed (Slack has none), `**bold**` → `*bold*`.
+ */
+export function slackText(text: string): string {
+  return escapeSlackText(text).replace(/\\([\\*_`~|])|\*\*/g, (_all, escaped: string | undefined) => escaped ?? '*');
 }
 
-export interface ProgressMessageOptions {
-  /** What is running, already worded (e.g. "Teaching <hugsy> (teddy) for @ana"); escaped here. */
-  title: string;
-  /** Current state in words ("Queued, position 2", "Step 12 of 30"); escaped here. */
-  status: string;
-  /** 0..1 when known; omitted while queued. */
-  fraction?: number;
-  /** The job the cancel button acts on; no button when omitted (e.g. finished). */
-  cancelJobId?: string;
+/** Slack buttons know only the primary and danger styles. `value` comes back with the click. */
+function slackButton(b: ChatButton, value: string): Button {
+  return {
+    type: 'button', text: plain(b.label), action_id: b.id, value,
+    ...(b.style === 'primary' || b.style === 'danger' ? { style: b.style } : {}),
+    ...(b.id.startsWith('delete:') ? {
+      confirm: {
+        title: plain('Delete this image?'),
+        text: plain('Only the person who asked for it or a workspace admin can delete it.'),
+        confirm: plain('Delete'),
+        deny: plain('Keep'),
+        style: 'danger' as const,
+      },
+    } : {}),
+  };
 }
 
-export function progressMessage(opts: ProgressMessageOptions): SlackMessage {
-  const title = escapeSlackText(opts.title);
-  const status = escapeSlackText(opts.status);
-  const lines = [`*${title}*`, status];
-  if (opts.fraction !== undefined) lines.push(`\`${progressBar(opts.fraction)}\``);
-  const blocks: KnownBlock[] = [{ type: 'section', text: mrkdwn(lines.join('\n')) }];
-  if (opts.cancelJobId) {
-    blocks.push({ type: 'actions', block_id: 'progress_actions', elements: [button('Cancel', 'cancel', opts.cancelJobId)] });
-  }
-  const percent = opts.fraction === undefined ? '' : ` (${Math.floor(Math.min(1, Math.max(0, opts.fraction)) * 100)}%)`;
-  return { text: `${opts.title}: ${opts.status}${percent}`, blocks };
-}
-
-export interface ResultMessageOptions {
-  generationId: string;
-  /** The prompt as the user wrote it; escaped here. */
-  prompt: string;
-  /** A short line under the prompt (seed, steps, concepts…), already worded; escaped here. */
-  details?: string;
-  /** The requester's Slack user id, mentioned in the message. */
-  requesterUserId: string;
+export interface SlackMessageOptions {
+  /** put before the text, already mrkdwn (e.g. a mention `<@U123> `) */
+  prefix?: string;
+  /** a button's `value` by its id (default: the id), e.g. the uploaded file a delete button takes down */
+  buttonValues?: Readonly<Record<string, string>>;
 }
 
 /**
- * The finished-image message: what was asked, by whom, and the buttons. The image itself is uploaded with
- * files.uploadV2 into the same thread; delete is shown to everyone and checked on click (requester or admin).
+ * A core message as Slack Block Kit: its text in one section and its buttons in one actions block, each
+ * button's action_id being the core's button id (`reroll:42`). Images are not part of it: they are uploaded
+ * with files.uploadV2.
  */
-export function resultMessage(opts: ResultMessageOptions): SlackMessage {
-  const prompt = escapeSlackText(truncate(opts.prompt, 1000));
-  const lines = [`<@${opts.requesterUserId}> *${prompt}*`];
-  if (opts.details) lines.push(escapeSlackText(opts.details));
-  const id = opts.generationId;
-  return {
-    text: `Image ready: ${truncate(opts.prompt, 200)}`,
-    blocks: [
-      { type: 'section', text: mrkdwn(lines.join('\n')) },
-      {
-        type: 'actions',
-        block_id: 'result_actions',
-        elements: [
-          button('Re-roll', 'reroll', id),
-          button('Variations', 'variations', id),
-          button('Info', 'info', id),
-          button('Delete', 'delete', id, {
-            style: 'danger',
-            confirm: {
-              title: plain('Delete this image?'),
-              text: plain('Only the person who asked for it or a workspace admin can delete it.'),
-              confirm: plain('Delete'),
-              deny: plain('Keep'),
-              style: 'danger',
-            },
-          }),
-        ],
-      },
-    ],
-  };
-}
-
-/** A failure shown to the user: the typed error's message (already worded for a person); escaped here. */
-export function errorMessage(title: string, message: string): SlackMessage {
-  return {
-    text: `${title}: ${message}`,
-    blocks: [{ type: 'section', text: mrkdwn(`:warning: *${escapeSlackText(title)}*\n${escapeSlackText(message)}`) }],
-  };
-}
-
-/** "Info" for a generation: label/value pairs (seed, steps, guidance, sampler, concepts…) as a field list. */
-export function infoMessage(title: string, fields: Array<[label: string, value: string]>): SlackMessage {
-  const blocks: KnownBlock[] = [{ type: 'section', text: mrkdwn(`*${escapeSlackText(title)}*`) }];
-  // A section holds at most 10 fields.
-  for (let i = 0; i < fields.length; i += 10) {
-    blocks.push({
-      type: 'section',
-      fields: fields.slice(i, i + 10).map(([label, value]) => mrkdwn(`*${escapeSlackText(label)}*\n${escapeSlackText(truncate(value, 1900))}`)),
-    });
+export function slackMessage(message: Pick<OutgoingMessage, 'text' | 'buttons'>, opts: SlackMessageOptions = {}): SlackMessage {
+  const text = `${opts.prefix ?? ''}${slackText(message.text)}`;
+  const blocks: KnownBlock[] = [{ type: 'section', text: mrkdwn(text) }];
+  const buttons = (message.buttons ?? []).slice(0, 25);
+  if (buttons.length > 0) {
+    blocks.push({ type: 'actions', block_id: 'job_actions', elements: buttons.map((b) => slackButton(b, opts.buttonValues?.[b.id] ?? b.id)) });
   }
-  return { text: `${title}: ${fields.map(([l, v]) => `${l} ${v}`).join(', ')}`, blocks };
+  return { text: truncate(text, 3900), blocks };
 }

@@ -1,12 +1,13 @@
-// Block Kit builders, the action_id codec and escaping, and the app manifest's agreement with them.
+// Block Kit builders: the teach modal, the core's messages as mrkdwn with the core's button ids, escaping; and the
+// app manifest's agreement with them.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  BUTTON_ACTIONS, MAX_TEACH_IMAGES, SLACK_COMMANDS, TEACH_INPUTS, TEACH_MODAL_CALLBACK_ID, TEACH_SHORTCUT_CALLBACK_ID,
-  buttonActionId, decodeTeachOrigin, encodeTeachOrigin, errorMessage, escapeSlackText, infoMessage, parseButtonActionId,
-  progressBar, progressMessage, readTeachSubmission, resultMessage, teachModal, teachModalErrors,
+  MAX_TEACH_IMAGES, SLACK_COMMANDS, TEACH_INPUTS, TEACH_MODAL_CALLBACK_ID, TEACH_SHORTCUT_CALLBACK_ID,
+  decodeTeachOrigin, encodeTeachOrigin, escapeSlackText, readTeachSubmission, slackMessage, slackText, teachModal, teachModalErrors,
 } from '../../../src/chat/slack/blocks.ts';
+import { escapeChatText, generationButtons } from '../../../src/chat/messages.ts';
 import { SLACK_EVENTS_PATH } from '../../../src/chat/slack/config.ts';
 
 type AnyBlock = Record<string, any>;
@@ -14,8 +15,27 @@ type AnyBlock = Record<string, any>;
 describe('Slack Block Kit builders', () => {
   it('escapes &, < and > so user text cannot mention @channel or users', () => {
     assert.equal(escapeSlackText('a <hugsy> & <!channel> <@U123>'), 'a &lt;hugsy&gt; &amp; &lt;!channel&gt; &lt;@U123&gt;');
-    const msg = resultMessage({ generationId: 'g', prompt: '<!here> photo', requesterUserId: 'U1' });
-    assert.equal(JSON.stringify(msg.blocks).includes('<!here>'), false);
+    const msg = slackMessage({ text: `🖼️ “${escapeChatText('<!here> photo of <@U1>')}”` });
+    assert.equal(JSON.stringify(msg).includes('<!here>'), false);
+    assert.equal(JSON.stringify(msg).includes('<@U1>'), false);
+  });
+
+  it('the core\'s text as mrkdwn: backslash escapes removed (Slack has none), **bold** → *bold*, <name> shown as written', () => {
+    assert.equal(slackText(`**Image #3**: “${escapeChatText('a *big* dog_house | `x`')}” with <hugsy>`), '*Image #3*: “a *big* dog_house | `x`” with &lt;hugsy&gt;');
+    assert.equal(slackText(escapeChatText('tea @here and @channel')), 'tea @\u200bhere and @\u200bchannel', 'mass mentions stay neutralised');
+    assert.equal(slackText(escapeChatText('back\\slash')), 'back\\slash');
+  });
+
+  it('a core message: one section and one actions block whose action_ids are the core\'s button ids; delete asks first', () => {
+    const m = slackMessage({ text: '🖼️ Image #7', buttons: generationButtons(7) }, { prefix: '<@U1> ', buttonValues: { 'delete:7': 'F123' } });
+    assert.equal(m.text, '<@U1> 🖼️ Image #7');
+    const [section, actions] = m.blocks as AnyBlock[];
+    assert.equal(section!.text.text, '<@U1> 🖼️ Image #7');
+    assert.deepEqual(actions!.elements.map((e: AnyBlock) => [e.action_id, e.value, e.style ?? null, Boolean(e.confirm)]), [
+      ['reroll:7', 'reroll:7', 'primary', false], ['vary:7', 'vary:7', null, false], ['info:7', 'info:7', null, false], ['delete:7', 'F123', 'danger', true],
+    ]);
+    assert.equal(slackMessage({ text: 'no buttons' }).blocks.length, 1);
+    assert.equal((slackMessage({ text: 'x'.repeat(5000) }).blocks[0] as AnyBlock).text.text.length, 3000, 'a section holds at most 3000 characters');
   });
 
   it('teach modal from /teach: name, category and a file input for up to 10 images; the origin travels in private_metadata', () => {
@@ -74,47 +94,6 @@ describe('Slack Block Kit builders', () => {
     });
   });
 
-  it('button action_ids carry the id and parse back; anything else is not ours', () => {
-    for (const action of BUTTON_ACTIONS) {
-      assert.deepEqual(parseButtonActionId(buttonActionId(action, 'gen:42')), { action, id: 'gen:42' });
-    }
-    assert.equal(parseButtonActionId('upscale:1'), null);
-    assert.equal(parseButtonActionId('reroll:'), null);
-    assert.throws(() => buttonActionId('reroll', ''), RangeError);
-    assert.throws(() => buttonActionId('reroll', 'x'.repeat(250)), RangeError);
-  });
-
-  it('progress message: bar, status, cancel button with the job id; fallback text for notifications', () => {
-    assert.equal(progressBar(0), '▱▱▱▱▱▱▱▱▱▱ 0%');
-    assert.equal(progressBar(0.46), '▰▰▰▰▱▱▱▱▱▱ 46%');
-    assert.equal(progressBar(1), '▰▰▰▰▰▰▰▰▰▰ 100%');
-    assert.equal(progressBar(Number.NaN), '▱▱▱▱▱▱▱▱▱▱ 0%');
-    const m = progressMessage({ title: 'Teaching <hugsy>', status: 'Step 3 of 10', fraction: 0.3, cancelJobId: 'job-7' });
-    assert.equal(m.text, 'Teaching <hugsy>: Step 3 of 10 (30%)');
-    const blocks = m.blocks as AnyBlock[];
-    assert.equal(blocks[0]!.text.text, '*Teaching &lt;hugsy&gt;*\nStep 3 of 10\n`▰▰▰▱▱▱▱▱▱▱ 30%`');
-    assert.deepEqual(blocks[1]!.elements.map((e: AnyBlock) => e.action_id), ['cancel:job-7']);
-    assert.equal(progressMessage({ title: 't', status: 'done' }).blocks.length, 1);
-  });
-
-  it('result message: requester, prompt, details and the four buttons; delete asks for confirmation', () => {
-    const m = resultMessage({ generationId: 'g1', prompt: 'a photo of <hugsy>', details: 'seed 7', requesterUserId: 'U1' });
-    const blocks = m.blocks as AnyBlock[];
-    assert.equal(blocks[0]!.text.text, '<@U1> *a photo of &lt;hugsy&gt;*\nseed 7');
-    assert.deepEqual(blocks[1]!.elements.map((e: AnyBlock) => [e.action_id, e.value]), [['reroll:g1', 'g1'], ['variations:g1', 'g1'], ['info:g1', 'g1'], ['delete:g1', 'g1']]);
-    assert.equal(blocks[1]!.elements[3].style, 'danger');
-    assert.ok(blocks[1]!.elements[3].confirm);
-    assert.equal(m.text, 'Image ready: a photo of <hugsy>');
-  });
-
-  it('info and error messages', () => {
-    const fields: Array<[string, string]> = Array.from({ length: 12 }, (_, i) => [`k${i}`, `<v${i}>`]);
-    const info = infoMessage('Generation g1', fields).blocks as AnyBlock[];
-    assert.deepEqual(info.map((b) => b.fields?.length ?? 0), [0, 10, 2], 'a section holds at most 10 fields');
-    assert.equal(info[1]!.fields[0].text, '*k0*\n&lt;v0&gt;');
-    const err = errorMessage('Could not teach <x>', 'Use 3 to 10 images.');
-    assert.equal((err.blocks[0] as AnyBlock).text.text, ':warning: *Could not teach &lt;x&gt;*\nUse 3 to 10 images.');
-  });
 });
 
 describe('Slack app manifest', () => {

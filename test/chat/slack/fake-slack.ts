@@ -139,6 +139,7 @@ const REQUIRED_SCOPE: Record<string, string> = {
   'chat.postEphemeral': 'chat:write',
   'chat.delete': 'chat:write',
   'files.info': 'files:read',
+  'files.delete': 'files:write',
   'files.getUploadURLExternal': 'files:write',
   'files.completeUploadExternal': 'files:write',
   'conversations.info': 'channels:read',
@@ -664,6 +665,16 @@ export class FakeSlack {
         const stored = this.files.get(str(args.file) ?? '');
         if (!stored) return { ok: false, error: 'file_not_found' };
         return { ok: true, file: structuredClone(stored.file), comments: [], response_metadata: { next_cursor: '' } };
+      },
+      'files.delete': (args) => {
+        const id = str(args.file) ?? '';
+        const stored = this.files.get(id);
+        if (!stored) return { ok: false, error: 'file_not_found' };
+        if (stored.file.user !== this.botUserId) return { ok: false, error: 'cant_delete_file' };
+        this.files.delete(id);
+        // Slack keeps the message that shared it and shows the file as deleted
+        for (const m of this.messages.values()) if (m.files?.some((f) => f.id === id)) m.files = m.files.filter((f) => f.id !== id);
+        return { ok: true };
       },
       'files.getUploadURLExternal': (args) => {
         const filename = str(args.filename);
