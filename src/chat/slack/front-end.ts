@@ -17,7 +17,7 @@ import type { Logger } from '../../log.ts';
 import { INTERNAL_ERROR_MESSAGE, UserError } from '../../errors.ts';
 import { parseCommandText } from '../parse-text.ts';
 import type { Attachment, BotCore, CommandContext } from '../types.ts';
-import { createBoltApp, startBoltApp } from './app.ts';
+import { SlackStartError, createBoltApp, startBoltApp, verifyBotToken } from './app.ts';
 import {
   MAX_TEACH_IMAGES, TEACH_MODAL_CALLBACK_ID, TEACH_SHORTCUT_CALLBACK_ID, readTeachSubmission, slackMessage, teachModal,
   teachModalErrors, type SlackFileInfo,
@@ -65,11 +65,9 @@ export class SlackFrontEnd implements FrontEnd {
   constructor(private readonly config: SlackConfig, private readonly opts: SlackFrontEndOptions = {}) {}
 
   async start(bot: BotCore, log: Logger): Promise<{ stop(): Promise<void> }> {
-    const app = createBoltApp(this.config, {
-      logger: boltLogger(log),
-      logLevel: LogLevel.INFO,
-      ...(this.opts.retries !== undefined ? { retries: this.opts.retries } : {}),
-    });
+    const retries = this.opts.retries !== undefined ? { retries: this.opts.retries } : {};
+    const identity = await verifyBotToken(this.config, retries);
+    const app = createBoltApp(this.config, { logger: boltLogger(log), logLevel: LogLevel.INFO, identity, ...retries });
     const delivery = new SlackDelivery({
       client: app.client, core: bot, log,
       ...(this.opts.updateIntervalMs !== undefined ? { updateIntervalMs: this.opts.updateIntervalMs } : {}),
@@ -83,10 +81,13 @@ export class SlackFrontEnd implements FrontEnd {
     } catch (err) {
       removeSink();
       await delivery.close(0);
-      throw new Error(`Slack could not start: ${slackErrorCode(err) ?? (err as Error).message}. Check SLACK_BOT_TOKEN`
-        + `${this.config.socketMode ? ' and SLACK_APP_TOKEN' : ` and that SLACK_PORT ${this.config.port} is free`}.`, { cause: err });
+      await app.stop().catch(() => undefined);
+      const why = slackErrorCode(err) ?? (err as Error).message;
+      throw new SlackStartError(this.config.socketMode
+        ? `Slack Socket Mode could not connect (${why}): check SLACK_APP_TOKEN (an app-level token with the connections:write scope) and that Socket Mode is enabled for the app.`
+        : `The Slack receiver could not listen on port ${this.opts.listen?.port ?? this.config.port} (${why}): set SLACK_PORT to a free port.`, { cause: err });
     }
-    log.info(this.config.socketMode ? { mode: 'socket' } : { mode: 'http', port: this.port }, 'Slack front end listening');
+    log.info({ team: identity.teamId, ...(this.config.socketMode ? { mode: 'socket' } : { mode: 'http', port: this.port }) }, 'Slack front end listening');
     return {
       stop: async () => {
         removeSink();

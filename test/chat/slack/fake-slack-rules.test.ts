@@ -116,6 +116,29 @@ describe('fake Slack: Web API rules', () => {
     await assert.rejects(client.files.info({ file: 'F000000000' }), slackError('file_not_found'));
   });
 
+  it('a private file URL answers Slack\'s HTML sign-in page with status 200 without the bot token', async () => {
+    const f = fake.addFile({ name: 'x.png', bytes: await pngImage() });
+    const anonymous = await fetch(f.url_private);
+    assert.equal(anonymous.status, 200);
+    assert.match(anonymous.headers.get('content-type')!, /^text\/html/);
+    assert.match(await anonymous.text(), /Sign in to your workspace/);
+    const authorized = await fetch(f.url_private, { headers: { authorization: `Bearer ${fake.botToken}` } });
+    assert.equal(authorized.headers.get('content-type'), 'image/png');
+    assert.equal((await authorized.arrayBuffer()).byteLength, f.size);
+  });
+
+  it('files.delete: only the bot\'s own files; the sharing message stays, without the file', async () => {
+    const theirs = fake.addFile({ name: 'theirs.png', bytes: await pngImage(), user: 'U0SOMEONE' });
+    await assert.rejects(client.files.delete({ file: theirs.id }), slackError('cant_delete_file'));
+    const done = await client.filesUploadV2({ file: Buffer.from(await pngImage()), filename: 'mine.png', channel_id: 'C0FILES', initial_comment: 'here' });
+    const id = (done.files as Array<{ files?: Array<{ id: string }> }>)[0]!.files![0]!.id;
+    const shared = fake.uploads.at(-1)!.message!;
+    assert.equal((await client.files.delete({ file: id })).ok, true);
+    await assert.rejects(client.files.info({ file: id }), slackError('file_not_found'));
+    await assert.rejects(client.files.delete({ file: id }), slackError('file_not_found'));
+    assert.deepEqual([fake.message('C0FILES', shared.ts)!.text, fake.message('C0FILES', shared.ts)!.files], ['here', []]);
+  });
+
   it('response_url: five posts within 30 minutes, then used_url; an old one answers expired_url', async () => {
     const post = (url: string, n: number) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: `post ${n}` }) })
       .then(async (r) => `${r.status} ${await r.text()}`);

@@ -137,6 +137,12 @@ describe('Slack front end: the real Bolt app on the bot\'s core, against the fak
     assert.deepEqual(decodeTeachOrigin(view.private_metadata), { channel: CHANNEL, steps: 12 });
   });
 
+  it('/teach when Slack will not open the form (the trigger expired) tells the user to run it again', async () => {
+    fake.failNext('views.open', 'expired_trigger_id');
+    const { responseUrl } = await command('/teach', 'late');
+    assert.match((await ephemeral(responseUrl)).text, /^Slack did not let me open the teach form in time\. Please run \/teach again\.$/);
+  });
+
   it('teach: modal submission with files → downloaded with the bot token → queued → progress via chat.update → done', async () => {
     const files = await trainingImages(ANA);
     const { post, jobId, before } = await submitTeach(slack, ANA, 'Hugsy', 'teddy', files, 12);
