@@ -1,8 +1,10 @@
 // `npm start`: check the settings, migrate the database, start the engine, the scheduler and the local web
 // chat, and print its URL. SIGTERM/SIGINT: stop taking work, let running work finish or checkpoint, exit.
-import { startApp } from './app.ts';
+import { startApp, type FrontEnd } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './log.ts';
+import { SlackConfigError, slackConfigFromEnv } from './chat/slack/config.ts';
+import { SlackFrontEnd } from './chat/slack/front-end.ts';
 
 let config;
 try {
@@ -15,8 +17,21 @@ try {
   throw err;
 }
 
+// chat front ends whose settings are present
+const frontEnds: FrontEnd[] = [];
+try {
+  const slack = slackConfigFromEnv(process.env);
+  if (slack) frontEnds.push(new SlackFrontEnd(slack));
+} catch (err) {
+  if (err instanceof SlackConfigError) {
+    process.stderr.write(`${err.message}\nSee the README's Slack section.\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+
 const log = createLogger(config.logLevel);
-const app = await startApp(config, { log }).catch((err: Error) => {
+const app = await startApp(config, { log, frontEnds }).catch((err: Error) => {
   log.fatal({ err }, 'could not start');
   process.stderr.write(`perfusion-bot could not start: ${err.message}\n`);
   process.exit(1);

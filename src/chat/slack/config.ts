@@ -3,7 +3,8 @@
 import { z } from 'zod';
 
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
-export const DEFAULT_SLACK_PORT = 3000;
+/** Not 3000: that is the local web chat's default PORT, and both run in one process. */
+export const DEFAULT_SLACK_PORT = 3001;
 /** Bolt's default Request URL path for the HTTP receiver. */
 export const SLACK_EVENTS_PATH = '/slack/events';
 

@@ -22,7 +22,7 @@ describe('slackConfigFromEnv', () => {
 
   it('HTTP receiver: bot token + signing secret, default port and API URL', () => {
     assert.deepEqual(slackConfigFromEnv({ SLACK_BOT_TOKEN: 'xoxb-1-2', SLACK_SIGNING_SECRET: 'secret' }), {
-      botToken: 'xoxb-1-2', signingSecret: 'secret', port: 3000, apiUrl: DEFAULT_SLACK_API_URL, appToken: undefined, socketMode: false,
+      botToken: 'xoxb-1-2', signingSecret: 'secret', port: 3001, apiUrl: DEFAULT_SLACK_API_URL, appToken: undefined, socketMode: false,
     });
   });
 
@@ -31,7 +31,7 @@ describe('slackConfigFromEnv', () => {
     assert.equal(config.socketMode, true);
     assert.equal(config.appToken, 'xapp-1');
     assert.equal(config.apiUrl, 'http://127.0.0.1:8080/api/');
-    assert.equal(config.port, 3000);
+    assert.equal(config.port, 3001);
   });
 
   it('lists every problem, each naming its variable and the fix', () => {
