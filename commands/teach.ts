@@ -30,6 +30,14 @@ export interface TeachInput {
   steps?: number;
 }
 
+/**
+ * Perfusion's 400 steps for a real model; the built-in demo model (random weights, nothing to learn) gets a
+ * short run so a newcomer sees the whole flow in about a minute on the CPU.
+ */
+export function defaultTeachSteps(isDemoModel: boolean): number {
+  return isDemoModel ? 30 : 400;
+}
+
 export function normalizeConceptName(raw: string): string {
   const name = raw.trim().replace(/^<|>$/g, '').toLowerCase();
   if (!CONCEPT_NAME.test(name)) {
@@ -44,10 +52,10 @@ export async function teach(s: Services, who: Requester, input: TeachInput): Pro
   if (!/^[a-z]{2,24}$/.test(category)) {
     throw new UserError(`The category must be one plain word of 2–24 letters for what the concept is (dog, teddy, mug, person), not "${escapeChatText(input.category.slice(0, 40))}".`);
   }
-  const steps = input.steps ?? s.config.teachSteps;
+  const model = await readyModel(s);
+  const steps = input.steps ?? s.config.teachSteps ?? defaultTeachSteps(model.isDemo);
   if (!Number.isInteger(steps) || steps < 10 || steps > 2000) throw new UserError('Training steps must be a whole number from 10 to 2000.');
   const images = await checkTeachImages(input.images);
-  const model = await readyModel(s);
   const categoryProblem = await s.executor.checkCategory(category);
   if (categoryProblem) throw new UserError(categoryProblem);
 

@@ -21,7 +21,8 @@ export interface Config {
   /** runs of one job (interruptions by a crash or restart count) before it fails */
   jobMaxAttempts: number;
   /** training steps when /teach does not say */
-  teachSteps: number;
+  /** training steps when /teach does not say; null: the model's default (400, or 30 on the demo model) */
+  teachSteps: number | null;
   /** images per training forward pass and micro-batches per step; null: the engine's defaults (4 × 4) */
   teachBatchSize: number | null;
   teachGradientAccumulation: number | null;
@@ -71,7 +72,7 @@ const schema = z.object({
   GPU_WORKERS: int('GPU_WORKERS', 1, 8, 1),
   MAX_QUEUED_PER_USER: int('MAX_QUEUED_PER_USER', 1, 1000, 5),
   JOB_MAX_ATTEMPTS: int('JOB_MAX_ATTEMPTS', 1, 10, 3),
-  TEACH_STEPS: int('TEACH_STEPS', 10, 5000, 400),
+  TEACH_STEPS: z.preprocess(blank, z.coerce.number().int().min(10, { error: 'TEACH_STEPS must be a whole number from 10 to 5000.' }).max(5000, { error: 'TEACH_STEPS must be a whole number from 10 to 5000.' }).optional()),
   CHECKPOINT_EVERY: int('CHECKPOINT_EVERY', 1, 1000, 25),
   TEACH_BATCH_SIZE: z.preprocess(blank, z.coerce.number().int().min(1, { error: 'TEACH_BATCH_SIZE must be a whole number from 1 to 16.' }).max(16, { error: 'TEACH_BATCH_SIZE must be a whole number from 1 to 16.' }).optional()),
   TEACH_GRADIENT_ACCUMULATION: z.preprocess(blank, z.coerce.number().int().min(1, { error: 'TEACH_GRADIENT_ACCUMULATION must be a whole number from 1 to 64.' }).max(64, { error: 'TEACH_GRADIENT_ACCUMULATION must be a whole number from 1 to 64.' }).optional()),
@@ -118,7 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     gpuWorkers: v.GPU_WORKERS,
     maxQueuedPerUser: v.MAX_QUEUED_PER_USER,
     jobMaxAttempts: v.JOB_MAX_ATTEMPTS,
-    teachSteps: v.TEACH_STEPS,
+    teachSteps: v.TEACH_STEPS ?? null,
     checkpointEvery: v.CHECKPOINT_EVERY,
     teachBatchSize: v.TEACH_BATCH_SIZE ?? null,
     teachGradientAccumulation: v.TEACH_GRADIENT_ACCUMULATION ?? null,

@@ -35,8 +35,9 @@ export class JobKinds implements FinalWrites {
         request: {
           name: p.params.name, category: p.params.category, images: decoded, steps: p.params.steps, seed: p.params.seed,
           resumeFrom: job.checkpoint ?? undefined, checkpointEvery: this.opts.checkpointEvery,
-          ...(this.opts.teachBatchSize ? { batchSize: this.opts.teachBatchSize } : {}),
-          ...(this.opts.teachGradientAccumulation ? { gradientAccumulation: this.opts.teachGradientAccumulation } : {}),
+          // the demo model (random weights) trains one image per step by default, so its short run stays short
+          ...(this.opts.teachBatchSize || model.isDemo ? { batchSize: this.opts.teachBatchSize || 1 } : {}),
+          ...(this.opts.teachGradientAccumulation || model.isDemo ? { gradientAccumulation: this.opts.teachGradientAccumulation || 1 } : {}),
         },
       };
     }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { startApp, type App } from '../../src/app.ts';
 import { parseCommandText } from '../../src/chat/parse-text.ts';
 import type { ChatScope, ChatUser, CommandContext, JobUpdate, OutgoingMessage } from '../../src/chat/types.ts';
-import { FakeExecutor, pngImage, testConfig, testDataDir, waitFor, type TestDir } from '../src/helpers.ts';
+import { FAKE_MODEL, FakeExecutor, pngImage, testConfig, testDataDir, waitFor, type TestDir } from '../src/helpers.ts';
 
 const guild: ChatScope = { platform: 'discord', kind: 'community', externalId: '111111111111111111', name: 'Test guild' };
 const dm: ChatScope = { platform: 'discord', kind: 'dm', externalId: '222' };
@@ -55,6 +55,32 @@ describe('commands through BotCore', () => {
       const unknown = await run(app, 'dance', ann);
       assert.match(unknown.text, /There is no \/dance command/);
       assert.equal(unknown.private, true);
+    } finally { await app.stop(); dir.cleanup(); }
+  });
+
+  test('without a steps option, teaching runs 400 steps on a real model and a short one-image-per-step run on the demo model', async () => {
+    const image = [{ filename: 'a.png', bytes: await pngImage(160, 160) }];
+    const real = await boot();
+    try {
+      assert.match((await run(real.app, 'teach', ann, { name: 'hugsy', category: 'teddy', images: image })).text, /in 400 steps/);
+    } finally { await real.app.stop(); real.dir.cleanup(); }
+
+    class DemoModelExecutor extends FakeExecutor {
+      override ready() { return Promise.resolve({ ...FAKE_MODEL, isDemo: true }); }
+    }
+    const executor = new DemoModelExecutor(1, null);
+    const dir = await testDataDir({ LOCAL_CHAT: 'false' });
+    const app = await startApp(testConfig(dir.env), { executor });
+    try {
+      assert.match((await run(app, 'teach', ann, { name: 'hugsy', category: 'teddy', images: image })).text, /in 30 steps/);
+      const job = await app.services.db.job.findFirstOrThrow({ where: { kind: 'teach' } });
+      const running = await executor.whenRunning(job.id);
+      assert.equal(running.input.kind, 'teach');
+      if (running.input.kind === 'teach') {
+        assert.equal(running.input.request.steps, 30);
+        assert.equal(running.input.request.batchSize, 1);
+        assert.equal(running.input.request.gradientAccumulation, 1);
+      }
     } finally { await app.stop(); dir.cleanup(); }
   });
 
