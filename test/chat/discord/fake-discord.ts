@@ -1103,6 +1103,10 @@ export class FakeInteraction {
   get originalMessage(): APIMessage | undefined {
     return this.record.originalMessageId ? this.fake.message(this.record.originalMessageId) : undefined;
   }
+  /** Every state the reply message had (also after it was deleted): as created, then after each edit. */
+  get replyHistory(): APIMessage[] {
+    return this.record.originalMessageId ? this.fake.messageHistory(this.record.originalMessageId) : [];
+  }
   get followups(): APIMessage[] { return this.record.followupIds.map((id) => this.fake.message(id)).filter((m): m is APIMessage => !!m); }
 
   async waitForCallback(timeoutMs = 5_000): Promise<InteractionCallback> {
