@@ -5,6 +5,8 @@ import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { SlackConfigError, slackConfigFromEnv } from './chat/slack/config.ts';
 import { SlackFrontEnd } from './chat/slack/front-end.ts';
+import { DiscordConfigError, isDiscordEnabled, parseDiscordConfig } from './chat/discord/config.ts';
+import { discordFrontEnd } from './chat/discord/front-end.ts';
 
 let config;
 try {
@@ -25,6 +27,16 @@ try {
 } catch (err) {
   if (err instanceof SlackConfigError) {
     process.stderr.write(`${err.message}\nSee the README's Slack section.\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+
+try {
+  if (isDiscordEnabled(process.env)) frontEnds.push(discordFrontEnd(parseDiscordConfig(process.env)));
+} catch (err) {
+  if (err instanceof DiscordConfigError) {
+    process.stderr.write(`${err.message}\nSee the README's Discord section.\n`);
     process.exit(1);
   }
   throw err;

@@ -90,7 +90,10 @@ export function parseDiscordConfig(env: Record<string, string | undefined>): Dis
   };
 }
 
-/** True when the environment asks for the Discord adapter at all (a token is present). */
+/**
+ * True when the environment asks for the Discord front end at all: a token or an application id is set (with
+ * only one of them, parseDiscordConfig then says which one is missing instead of Discord silently staying off).
+ */
 export function isDiscordEnabled(env: Record<string, string | undefined>): boolean {
-  return (env.DISCORD_TOKEN ?? '').trim() !== '';
+  return (env.DISCORD_TOKEN ?? '').trim() !== '' || (env.DISCORD_APP_ID ?? '').trim() !== '';
 }

@@ -52,8 +52,10 @@ test('the error message lists the problems for the log', () => {
   assert.throws(() => parseDiscordConfig({}), (error: Error) => error.message.includes('DISCORD_TOKEN is not set') && error.message.includes('DISCORD_APP_ID is not set'));
 });
 
-test('isDiscordEnabled looks at the token only', () => {
+test('isDiscordEnabled: a token or an application id asks for Discord; a half setup is then reported, not ignored', () => {
   assert.equal(isDiscordEnabled({}), false);
-  assert.equal(isDiscordEnabled({ DISCORD_TOKEN: '  ' }), false);
+  assert.equal(isDiscordEnabled({ DISCORD_TOKEN: '  ', DISCORD_GUILD_ID: APP_ID }), false);
   assert.equal(isDiscordEnabled({ DISCORD_TOKEN: 'x' }), true);
+  assert.equal(isDiscordEnabled({ DISCORD_APP_ID: APP_ID }), true);
+  assert.deepEqual(problemsOf({ DISCORD_APP_ID: APP_ID }), ['DISCORD_TOKEN is not set: copy the bot token from the Developer Portal (Bot → Reset Token).']);
 });
