@@ -10,7 +10,6 @@ type Button = types.Button;
 
 /** Slash commands the app registers (the manifest lists the same). */
 export const SLACK_COMMANDS = ['/teach', '/imagine', '/concepts', '/queue', '/cancel'] as const;
-export type SlackCommandName = (typeof SLACK_COMMANDS)[number];
 
 /** callback_id of the message shortcut "Teach concept" (manifest: features.shortcuts). */
 export const TEACH_SHORTCUT_CALLBACK_ID = 'teach_from_message';
@@ -53,6 +52,25 @@ function plain(text: string) {
 
 function mrkdwn(text: string) {
   return { type: 'mrkdwn' as const, text: truncate(text, SECTION_TEXT_MAX) };
+}
+
+/**
+ * A slash command's text as the person typed it. Slack sends `&`, `<` and `>` as HTML entities and its own
+ * markup between real angle brackets: mentions `<@U123|ana>`, channels `<#C123|general>`, links
+ * `<https://x|label>`, `<!here>`. The markup becomes plain text (`@ana`, `#general`, the label or URL, `@here`) and
+ * the entities the characters they stand for, so `/imagine a photo of <hugsy>` reaches the core as typed.
+ */
+export function typedText(text: string): string {
+  return text
+    .replace(/<([^<>]*)>/g, (_all, inner: string) => {
+      const bar = inner.indexOf('|');
+      const target = bar < 0 ? inner : inner.slice(0, bar);
+      const label = bar < 0 ? undefined : inner.slice(bar + 1);
+      if (target.startsWith('@') || target.startsWith('#')) return `${target[0]}${label ?? target.slice(1)}`;
+      if (target.startsWith('!')) return label ? (label.startsWith('@') ? label : `@${label}`) : `@${target.slice(1).split('^')[0]}`;
+      return label ?? target;
+    })
+    .replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
 }
 
 // ---- teach modal --------------------------------------------------------------------------------------------

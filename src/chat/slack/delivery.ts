@@ -57,7 +57,10 @@ export interface SlackDeliveryOptions {
   client: WebClient;
   core: Pick<BotCore, 'updateRoute'>;
   log: Logger;
-  /** least time between two edits of one progress message (default 1500 ms) */
+  /**
+   * least time between two edits of one progress message (default 1500 ms); when given, also the core's progress
+   * rate for Slack (otherwise PROGRESS_INTERVAL_MS applies)
+   */
   updateIntervalMs?: number;
   clock?: ThrottleClock;
 }
@@ -75,14 +78,16 @@ export class SlackDelivery {
     this.client = opts.client;
     this.core = opts.core;
     this.log = opts.log;
-    const interval = opts.updateIntervalMs ?? 1500;
     this.throttle = new ChatUpdateThrottle<SlackMessage>({
-      minIntervalMs: interval,
+      minIntervalMs: opts.updateIntervalMs ?? 1500,
       ...(opts.clock ? { clock: opts.clock } : {}),
       send: async (ref, body) => { await this.client.chat.update({ channel: ref.channel, ts: ref.ts, text: body.text, blocks: body.blocks }); },
       onError: (err, ref) => this.log.warn({ err, channel: ref.channel, ts: ref.ts, slackError: slackErrorCode(err) }, 'a Slack progress edit failed'),
     });
-    this.sink = { platform: 'slack', progressIntervalMs: interval, deliver: (u) => this.deliver(u) };
+    this.sink = {
+      platform: 'slack', deliver: (u) => this.deliver(u),
+      ...(opts.updateIntervalMs !== undefined ? { progressIntervalMs: opts.updateIntervalMs } : {}),
+    };
   }
 
   /**
@@ -92,9 +97,9 @@ export class SlackDelivery {
    */
   request(route: SlackRoute, respond?: Responder, source?: ClickedMessage): { reply(message: OutgoingMessage): Promise<void>; settle(): void } {
     this.pruneReplies();
-    let resolve!: (posted: PostedMessage | null) => void;
-    const posted = new Promise<PostedMessage | null>((r) => { resolve = r; });
-    this.replies.set(route.requestId, { posted, at: Date.now() });
+    let resolve!: (message: PostedMessage | null) => void;
+    let posted = false;
+    this.replies.set(route.requestId, { posted: new Promise<PostedMessage | null>((r) => { resolve = r; }), at: Date.now() });
     return {
       reply: async (message) => {
         if (message.deletedGeneration !== undefined && source) await this.takeDown(source, message);
@@ -105,10 +110,15 @@ export class SlackDelivery {
         const at = await this.post(route, slackMessage(message));
         if (message.jobId !== undefined) {
           await this.core.updateRoute(message.jobId, { channelId: at.channel, messageTs: at.ts, threadTs: at.threadTs });
+          posted = true;
           resolve(at);
         }
       },
-      settle: () => resolve(null),
+      settle: () => {
+        resolve(null);
+        // nothing to wait for when no job message was posted (an answer, a refusal)
+        if (!posted) this.replies.delete(route.requestId);
+      },
     };
   }
 

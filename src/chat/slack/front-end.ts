@@ -20,7 +20,7 @@ import type { Attachment, BotCore, CommandContext } from '../types.ts';
 import { SlackStartError, createBoltApp, startBoltApp, verifyBotToken } from './app.ts';
 import {
   MAX_TEACH_IMAGES, TEACH_MODAL_CALLBACK_ID, TEACH_SHORTCUT_CALLBACK_ID, readTeachSubmission, slackMessage, teachModal,
-  teachModalErrors, type SlackFileInfo,
+  teachModalErrors, typedText, type SlackFileInfo,
 } from './blocks.ts';
 import { DEFAULT_SLACK_API_URL, type SlackConfig } from './config.ts';
 import { SlackDelivery, slackErrorCode, type ClickedMessage, type Responder } from './delivery.ts';
@@ -38,7 +38,7 @@ export interface SlackFrontEndOptions {
   listen?: { port: number; host?: string };
   /** Web API retries (Bolt's default retries for up to ~30 minutes; tests use 0) */
   retries?: number;
-  /** least time between two edits of a progress message, and the core's progress rate for Slack (default 1500 ms) */
+  /** least time between two edits of a progress message (default 1500 ms), and then also the core's progress rate for Slack */
   updateIntervalMs?: number;
 }
 
@@ -139,7 +139,7 @@ function listen(app: App, w: Wiring): void {
     await ack();
     // pre-fill what was typed (`/teach hugsy teddy steps:200`); the core checks it all on submission
     let typed: Record<string, string> = {};
-    try { typed = parseCommandText(`teach ${command.text}`, bot.commands).options; } catch { /* nothing typed, or unusual text */ }
+    try { typed = parseCommandText(`teach ${typedText(command.text)}`, bot.commands).options; } catch { /* nothing typed, or unusual text */ }
     const steps = Number(typed.steps);
     try {
       await client.views.open({
@@ -223,9 +223,10 @@ function listen(app: App, w: Wiring): void {
     };
     await handle(where, respond as Responder, async (base) => {
       const name = command.command.slice(1);
+      const typed = typedText(command.text);
       const described = bot.commands.find((c) => c.name === name);
       // a bare `/concepts` lists them
-      const text = described?.subcommands?.length && command.text.trim() === '' ? `${name} ${described.subcommands[0]!.name}` : `${name} ${command.text}`;
+      const text = described?.subcommands?.length && typed.trim() === '' ? `${name} ${described.subcommands[0]!.name}` : `${name} ${typed}`;
       const parsed = parseCommandText(text, bot.commands);
       await bot.dispatch({ ...base, ...parsed });
     });

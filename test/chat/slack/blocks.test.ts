@@ -6,7 +6,9 @@ import { readFileSync } from 'node:fs';
 import {
   MAX_TEACH_IMAGES, SLACK_COMMANDS, TEACH_INPUTS, TEACH_MODAL_CALLBACK_ID, TEACH_SHORTCUT_CALLBACK_ID,
   decodeTeachOrigin, encodeTeachOrigin, escapeSlackText, readTeachSubmission, slackMessage, slackText, teachModal, teachModalErrors,
+  typedText,
 } from '../../../src/chat/slack/blocks.ts';
+import { escapeLikeSlack } from './signed-requests.ts';
 import { escapeChatText, generationButtons } from '../../../src/chat/messages.ts';
 import { SLACK_EVENTS_PATH } from '../../../src/chat/slack/config.ts';
 
@@ -36,6 +38,14 @@ describe('Slack Block Kit builders', () => {
     ]);
     assert.equal(slackMessage({ text: 'no buttons' }).blocks.length, 1);
     assert.equal((slackMessage({ text: 'x'.repeat(5000) }).blocks[0] as AnyBlock).text.text.length, 3000, 'a section holds at most 3000 characters');
+  });
+
+  it('slash command text back as typed: entities decoded, Slack\'s markup as plain text', () => {
+    assert.equal(typedText(escapeLikeSlack('a photo of <hugsy:0.8> & <rex> > 3')), 'a photo of <hugsy:0.8> & <rex> > 3');
+    assert.equal(typedText('&lt;hugsy&gt; with <@U123|ana> in <#C42|general> at <https://x.example/a|the site> <https://x.example/b> <!here> <!subteam^S1|@artists>'),
+      '<hugsy> with @ana in #general at the site https://x.example/b @here @artists');
+    assert.equal(typedText('<@U123>'), '@U123');
+    assert.equal(typedText('&amp;lt;'), '&lt;', 'decoded once');
   });
 
   it('teach modal from /teach: name, category and a file input for up to 10 images; the origin travels in private_metadata', () => {

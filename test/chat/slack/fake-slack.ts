@@ -199,7 +199,7 @@ export class FakeSlack {
   private readonly responseHooks = new Map<string, ResponseHook>();
   private readonly users = new Map<string, FakeUser>();
   private readonly channels = new Map<string, FakeChannel>();
-  private readonly injectedFailures = new Map<string, Array<{ error: string; extra: Record<string, unknown> }>>();
+  private readonly injectedFailures = new Map<string, Array<{ error: string; extra: Record<string, unknown>; when?: (args: Record<string, unknown>) => boolean }>>();
   private readonly sockets = new Set<WebSocket>();
   private readonly pendingAcks = new Map<string, (ack: SocketAck) => void>();
   private counter = 0;
@@ -331,6 +331,13 @@ export class FakeSlack {
     this.injectedFailures.set(method, list);
   }
 
+  /** Makes the next call of `method` whose arguments satisfy `when` answer `{ ok: false, error }`. */
+  failWhen(method: string, when: (args: Record<string, unknown>) => boolean, error: string): void {
+    const list = this.injectedFailures.get(method) ?? [];
+    list.push({ error, extra: {}, when });
+    this.injectedFailures.set(method, list);
+  }
+
   /** Posts a message as a user (e.g. a message with images for the message shortcut). */
   postUserMessage(spec: { channel: string; user: string; text?: string; files?: FakeSlackFile[]; thread_ts?: string }): FakeMessage {
     const message: FakeMessage = {
@@ -365,7 +372,8 @@ export class FakeSlack {
   }
 
   /**
-   * Resolves with the first logged request (already logged or arriving within `timeoutMs`) of `kind`/`method`
+   * Resolves with the first logged request (already logged or arriving within `timeoutMs`, default 15 s: tests
+   * share two CI cores) of `kind`/`method`
    * that satisfies `predicate`; rejects with the list of what did arrive when it times out.
    */
   waitFor(method: string, predicate: (r: LoggedRequest) => boolean = () => true,
@@ -385,8 +393,8 @@ export class FakeSlack {
       const timer = setTimeout(() => {
         this.events.off('request', onRequest);
         const seen = this.log.map((r) => `${r.kind}:${r.method}`).join(', ');
-        reject(new Error(`fake slack: no ${kind} ${method} matching within ${opts.timeoutMs ?? 5000} ms; seen: ${seen}`));
-      }, opts.timeoutMs ?? 5000);
+        reject(new Error(`fake slack: no ${kind} ${method} matching within ${opts.timeoutMs ?? 15_000} ms; seen: ${seen}`));
+      }, opts.timeoutMs ?? 15_000);
       this.events.on('request', onRequest);
     });
   }
@@ -506,7 +514,9 @@ export class FakeSlack {
     } else if (token !== this.botToken) {
       return { ok: false, error: token === this.appToken ? 'not_allowed_token_type' : 'invalid_auth' };
     }
-    const injected = this.injectedFailures.get(method)?.shift();
+    const failures = this.injectedFailures.get(method) ?? [];
+    const index = failures.findIndex((f) => !f.when || f.when(args));
+    const injected = index < 0 ? undefined : failures.splice(index, 1)[0];
     if (injected) return { ok: false, error: injected.error, ...injected.extra };
     const needed = REQUIRED_SCOPE[method];
     if (needed && !this.scopes.has(needed)) {

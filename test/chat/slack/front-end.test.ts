@@ -65,7 +65,7 @@ describe('Slack front end: the real Bolt app on the bot\'s core, against the fak
 
   /** The first ephemeral reply posted to a response_url. */
   async function ephemeral(responseUrl: string): Promise<{ text: string; blocks: unknown; response_type: string }> {
-    return waitFor(() => fake.responsePosts(responseUrl)[0]?.body as { text: string; blocks: unknown; response_type: string } | undefined, 5000, `a reply at ${responseUrl}`);
+    return waitFor(() => fake.responsePosts(responseUrl)[0]?.body as { text: string; blocks: unknown; response_type: string } | undefined, 15_000, `a reply at ${responseUrl}`);
   }
 
   function teachValues(name: string, category: string, files?: FakeSlackFile[]) {
@@ -109,16 +109,22 @@ describe('Slack front end: the real Bolt app on the bot\'s core, against the fak
       const row = await app.services.db.job.findUniqueOrThrow({ where: { id: jobId } });
       const route = readSlackRoute(JSON.parse(row.route) as DeliveryRoute);
       return route.messageTs ? route : undefined;
-    }, 5000, `job ${jobId}'s stored route`);
+    }, 15_000, `job ${jobId}'s stored route`);
   }
 
   /** Job `id` once it runs on the fake executor, after one progress report; `resolve()` makes it succeed. */
   async function finish(id: number, progress?: { step: number; total: number; loss?: number }) {
     const run = await executor.whenRunning(id);
     if (progress) {
-      // the core passes at most one progress report per job per interval (50 ms here) and drops the rest
-      await new Promise((r) => setTimeout(r, 120));
-      run.hooks.onProgress(progress);
+      // the core passes at most one progress report per job per interval (50 ms here) and drops the rest, so the
+      // report is repeated until its edit shows (only one job runs at a time)
+      const since = fake.lastSeq;
+      const shown = (r: LoggedRequest) => r.seq > since && r.method === 'chat.update' && String(r.args.text).includes(`step ${progress.step}/${progress.total}`);
+      await waitFor(async () => {
+        run.hooks.onProgress(progress);
+        await new Promise((r) => setTimeout(r, 100));
+        return fake.log.some(shown) ? true : undefined;
+      }, 15_000, `the step ${progress.step} edit`);
     }
     return run;
   }

@@ -44,13 +44,21 @@ export interface Workspace {
 
 export interface SlashCommandFields {
   command: string;
+  /** what the person typed; sent as Slack sends it, with &, < and > as HTML entities */
   text: string;
+  /** send this exact text instead (Slack's own markup, e.g. a picked mention `<@U123|ana>`) */
+  slackText?: string;
   userId: string;
   userName?: string;
   channelId: string;
   channelName?: string;
   triggerId: string;
   responseUrl: string;
+}
+
+/** Slack escapes these three characters in the text it sends, since it uses `<…>` for its own markup. */
+export function escapeLikeSlack(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
 /** The form body of a slash command, in the field order Slack uses. */
@@ -65,7 +73,7 @@ export function slashCommandBody(ws: Workspace, f: SlashCommandFields): string {
     ['user_id', f.userId],
     ['user_name', f.userName ?? f.userId.toLowerCase()],
     ['command', f.command],
-    ['text', f.text],
+    ['text', f.slackText ?? escapeLikeSlack(f.text)],
     ['api_app_id', ws.appId],
     ['is_enterprise_install', 'false'],
     ['response_url', f.responseUrl],

@@ -46,7 +46,7 @@ describe('Slack front end in Socket Mode against the fake Slack', () => {
     const responseUrl = fake.newResponseUrl();
     const ack = await fake.sendEnvelope('slash_commands', slashCommand('/queue', '', responseUrl));
     assert.ok(ack.envelope_id);
-    const reply = await waitFor(() => fake.responsePosts(responseUrl)[0]?.body as { text: string } | undefined, 5000, 'the /queue reply');
+    const reply = await waitFor(() => fake.responsePosts(responseUrl)[0]?.body as { text: string } | undefined, 15_000, 'the /queue reply');
     assert.match(reply.text, /The queue is empty/);
   });
 
@@ -64,7 +64,7 @@ describe('Slack front end in Socket Mode against the fake Slack', () => {
       userId: ANA, triggerId: fake.newTriggerId(), responseUrl, actionId: info!, value: info!, channelId: CHANNEL, messageTs: postedTs(post),
     }));
     assert.ok(ack.envelope_id);
-    const answer = await waitFor(() => fake.responsePosts(responseUrl)[0]?.body as { text: string } | undefined, 5000, 'the info reply');
+    const answer = await waitFor(() => fake.responsePosts(responseUrl)[0]?.body as { text: string } | undefined, 15_000, 'the info reply');
     assert.match(answer.text, /^Image #\d+\nprompt: a cat over a socket\n/);
   });
 });
