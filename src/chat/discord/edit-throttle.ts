@@ -1,6 +1,7 @@
 // Paces edits of one Discord message (progress of a job): edits never overlap, the next one starts at least one
 // interval after the previous one finished (so they also arrive at Discord at least that far apart), states that
-// arrive in between are coalesced, and the last state is always delivered.
+// arrive in between are coalesced, and the last state is always delivered (until cancel(): the job's final
+// message goes its own way, see update-sink.ts).
 import { systemClock, type Clock, type TimerHandle } from './clock.ts';
 
 /** Discord accepts about five edits per 5 s on one message; one per 2.5 s leaves room for other calls. */
@@ -25,7 +26,6 @@ export class EditThrottle<T> {
   #inFlight = false;
   #timer: TimerHandle | null = null;
   #closed = false;
-  #final: { resolve: () => void; reject: (error: unknown) => void } | null = null;
   #idleWaiters: Array<() => void> = [];
 
   constructor(options: EditThrottleOptions<T>) {
@@ -35,33 +35,18 @@ export class EditThrottle<T> {
     this.#onError = options.onError ?? (() => {});
   }
 
-  /** Offers a new state; it replaces any state not yet sent. Ignored after finish() or cancel(). */
+  /** Offers a new state; it replaces any state not yet sent. Ignored after cancel(). */
   update(state: T): void {
     if (this.#closed) return;
     this.#pending = { state };
     this.#schedule();
   }
 
-  /**
-   * Offers the final state and resolves once it was delivered (still respecting the interval), or rejects with
-   * the error of that last edit so the caller can deliver another way. Later updates are ignored.
-   */
-  finish(state: T): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error('EditThrottle is already finished or cancelled'));
-    this.#closed = true;
-    this.#pending = { state };
-    const done = new Promise<void>((resolve, reject) => { this.#final = { resolve, reject }; });
-    this.#schedule();
-    return done;
-  }
-
-  /** Drops anything not yet sent and stops; an edit already under way still completes. */
+  /** Drops anything not yet sent and stops; an edit already under way still completes (see idle()). */
   cancel(): void {
     this.#closed = true;
     this.#pending = null;
     if (this.#timer !== null) { this.#clock.clearTimeout(this.#timer); this.#timer = null; }
-    this.#final?.reject(new Error('EditThrottle was cancelled'));
-    this.#final = null;
     this.#notifyIdleIfSettled();
   }
 
@@ -83,22 +68,13 @@ export class EditThrottle<T> {
     if (pending === null) return;
     this.#pending = null;
     this.#inFlight = true;
-    const isFinal = this.#closed && this.#final !== null;
-    let failure: { error: unknown } | null = null;
     try {
       await this.#send(pending.state);
     } catch (error) {
-      failure = { error };
+      this.#onError(error, pending.state);
     }
     this.#inFlight = false;
     this.#lastFinishedAt = this.#clock.now();
-    if (isFinal && this.#pending === null) {
-      const final = this.#final;
-      this.#final = null;
-      if (failure) final?.reject(failure.error); else final?.resolve();
-    } else if (failure) {
-      this.#onError(failure.error, pending.state);
-    }
     this.#schedule();
     this.#notifyIdleIfSettled();
   }

@@ -76,26 +76,29 @@ test('edits never overlap: the next one starts an interval after a slow one fini
   assert.equal(r.maxInFlight, 1);
 });
 
-test('finish() delivers the final state after the interval and resolves; later updates are ignored', async () => {
+test('cancel() while an edit is under way: idle() waits for that edit, nothing is sent after it', async () => {
   const clock = new ManualClock();
   const r = recorder(clock);
-  const throttle = new EditThrottle({ send: r.send, clock, minIntervalMs: 2_500 });
+  const throttle = new EditThrottle({ send: r.send, clock, minIntervalMs: 1_000 });
+  let release!: () => void;
+  r.holdUntil(new Promise<void>((resolve) => { release = resolve; }));
   throttle.update('step 29/30');
   await settle();
-  let finished = false;
-  const done = throttle.finish('done').then(() => { finished = true; });
+  throttle.update('step 30/30');
+  throttle.cancel();
+  let idle = false;
+  const waited = throttle.idle().then(() => { idle = true; });
+  await settle();
+  assert.equal(idle, false, 'the edit under way is not over yet');
+  release();
+  await waited;
   throttle.update('too late');
-  await clock.advance(2_000);
-  assert.equal(finished, false);
-  await clock.advance(500);
-  await done;
-  assert.deepEqual(r.sent.map((s) => s.state), ['step 29/30', 'done']);
-  await clock.advance(10_000);
-  assert.equal(r.sent.length, 2);
-  await assert.rejects(throttle.finish('again'), /already finished/);
+  await clock.advance(5_000);
+  assert.deepEqual(r.sent.map((s) => s.state), ['step 29/30']);
+  assert.equal(clock.pendingTimers, 0);
 });
 
-test('a failed intermediate edit is reported and the throttle carries on; a failed final edit rejects finish()', async () => {
+test('a failed edit is reported and the throttle carries on with the next state', async () => {
   const clock = new ManualClock();
   const r = recorder(clock);
   const errors: Array<[string, string]> = [];
@@ -107,11 +110,6 @@ test('a failed intermediate edit is reported and the throttle carries on; a fail
   await clock.advance(1_000);
   assert.deepEqual(errors, [['503', 'one']]);
   assert.deepEqual(r.sent.map((s) => s.state), ['one', 'two']);
-  r.failNextWith(new Error('Invalid Webhook Token'));
-  const final = throttle.finish('result').then(() => null, (error: Error) => error);
-  await clock.advance(1_000);
-  assert.match((await final)?.message ?? 'resolved', /Invalid Webhook Token/);
-  assert.equal(errors.length, 1, 'the final failure goes to the caller, not onError');
 });
 
 test('cancel() drops what is pending and stops the timer', async () => {
@@ -129,7 +127,7 @@ test('cancel() drops what is pending and stops the timer', async () => {
   await throttle.idle();
 });
 
-test('a minute of progress every 100 ms becomes at most one edit per interval, ending with the final state', async () => {
+test('a minute of progress every 100 ms becomes at most one edit per interval, ending with the last state', async () => {
   const clock = new ManualClock();
   const r = recorder(clock);
   const throttle = new EditThrottle({ send: r.send, clock });
@@ -137,13 +135,12 @@ test('a minute of progress every 100 ms becomes at most one edit per interval, e
     throttle.update(`step ${step}/600`);
     await clock.advance(100);
   }
-  const done = throttle.finish('done');
+  throttle.update('decoding');
   await clock.advance(DEFAULT_EDIT_INTERVAL_MS);
-  await done;
+  await throttle.idle();
   const gaps = r.sent.slice(1).map((s, i) => s.at - r.sent[i]!.at);
   assert.ok(gaps.every((g) => g >= DEFAULT_EDIT_INTERVAL_MS), `gaps ${gaps.join(',')}`);
   assert.ok(r.sent.length <= 60_000 / DEFAULT_EDIT_INTERVAL_MS + 2, `${r.sent.length} edits`);
   assert.ok(r.sent.length >= 60_000 / DEFAULT_EDIT_INTERVAL_MS - 1, 'progress kept flowing');
-  assert.equal(r.sent.at(-1)!.state, 'done');
-  assert.equal(r.sent.at(-2)!.state, 'step 600/600', 'the last progress state was not lost');
+  assert.equal(r.sent.at(-1)!.state, 'decoding', 'the last state was not lost');
 });
