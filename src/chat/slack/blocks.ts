@@ -1,5 +1,6 @@
-// Block Kit for the Slack adapter: the teach modal (and reading its submission back), and the core's messages
-// (src/chat/messages.ts wording) as Slack mrkdwn with buttons whose action_ids are the core's button ids.
+// Block Kit and text for the Slack adapter: the teach modal (and reading its submission back), slash command text
+// read back as typed, and the core's messages (src/chat/messages.ts wording) as Slack mrkdwn with buttons whose
+// action_ids are the core's button ids.
 import type { types } from '@slack/bolt';
 import { z } from 'zod';
 import type { ChatButton, OutgoingMessage } from '../types.ts';
