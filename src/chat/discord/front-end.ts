@@ -13,6 +13,7 @@ import {
   type MessageContextMenuCommandInteraction, type ModalSubmitInteraction,
 } from 'discord.js';
 import type { FrontEnd } from '../../app.ts';
+import { INTERNAL_ERROR_MESSAGE } from '../../errors.ts';
 import { MAX_IMAGE_BYTES } from '../../input/images.ts';
 import type { Logger } from '../../log.ts';
 import { parseButtonId } from '../buttons.ts';
@@ -232,8 +233,8 @@ class DiscordAdapter {
     try {
       for (const [name, refs] of Object.entries(attachments)) options[name] = await this.#download(refs);
     } catch (err) {
-      if (!(err instanceof AttachmentDownloadError)) throw err;
-      await session.reply({ text: err.message, private: true });
+      if (!(err instanceof AttachmentDownloadError)) this.log.error({ err }, 'downloading attachments failed');
+      await session.reply({ text: err instanceof AttachmentDownloadError ? err.message : INTERNAL_ERROR_MESSAGE, private: true });
       return;
     }
     await this.bot.dispatch({

@@ -197,6 +197,22 @@ describe('the Discord front end on the core, against the fake Discord', { timeou
     assert.equal(await db().generation.findUnique({ where: { id: third.generationId } }), null);
   });
 
+  test('the Cancel button on a job\'s message: someone else is refused, the requester stops it and the message says so', async () => {
+    const sent = imagine(ann, 'a very long drawing');
+    const queued = await replyWhen(sent, (m) => buttonIds(m).some((id) => id.startsWith('cancel:')), 'the imagine reply');
+    const jobId = jobIdOf(queued);
+    await whenRunning(jobId);
+    const refused = bot.fake.button({ user: bob, message: queued.id, customId: `cancel:${jobId}` });
+    assert.equal((await replyWhen(refused, (m) => m.content !== '', 'the refusal')).content, `Job #${jobId} is someone else's; only they or an admin can cancel it.`);
+    const cancel = bot.fake.button({ user: ann, message: queued.id, customId: `cancel:${jobId}` });
+    const answer = await replyWhen(cancel, (m) => m.content !== '', 'the answer');
+    assert.equal(answer.content, `🛑 Stopping job #${jobId}…`);
+    assert.equal(answer.flags! & MESSAGE_FLAGS.ephemeral, MESSAGE_FLAGS.ephemeral);
+    const stopped = await replyWhen(sent, (m) => m.content.startsWith('🛑'), 'the job message to say it was cancelled');
+    assert.equal(stopped.content, `🛑 Job #${jobId} was cancelled.`);
+    assert.deepEqual(stopped.components, [], 'no buttons left');
+  });
+
   /** The channel message that shows a generation (its reply). */
   async function imageMessage(generationId: number) {
     const message = bot.fake.messagesIn(bot.fake.defaultChannelId).find((m) => buttonIds(m).includes(`info:${generationId}`));
