@@ -58,14 +58,25 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
   });
   const services: Services = { db, scheduler, executor, config, log };
   const bot = new Bot(services, commands);
-  const chat = config.localChat ? await startLocalChat(services, bot, config.port) : null;
+  let chat: Awaited<ReturnType<typeof startLocalChat>> | null = null;
   const running: { name: string; stop(): Promise<void> }[] = [];
-  for (const fe of opts.frontEnds ?? []) {
-    running.push({ name: fe.name, ...(await fe.start(bot, log.child({ frontEnd: fe.name }))) });
-    log.info({ frontEnd: fe.name }, 'chat front end started');
+  try {
+    chat = config.localChat ? await startLocalChat(services, bot, config.port) : null;
+    for (const fe of opts.frontEnds ?? []) {
+      running.push({ name: fe.name, ...(await fe.start(bot, log.child({ frontEnd: fe.name }))) });
+      log.info({ frontEnd: fe.name }, 'chat front end started');
+    }
+    await scheduler.start();
+    await bot.redeliver();
+  } catch (err) {
+    // a front end that cannot start (bad token, busy port) must not leave the rest running
+    for (const fe of running.reverse()) await fe.stop().catch(() => {});
+    await chat?.close().catch(() => {});
+    await scheduler.shutdown(0).catch(() => {});
+    await executor.close().catch(() => {});
+    await db.$disconnect().catch(() => {});
+    throw err;
   }
-  await scheduler.start();
-  await bot.redeliver();
   bot.engineReady().then(
     () => log.info({ model: bot.model }, 'model loaded'),
     (err) => log.error({ reason: (err as Error).message }, 'the model could not be loaded; commands will say so'),
