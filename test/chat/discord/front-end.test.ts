@@ -22,7 +22,7 @@ describe('the Discord front end on the core, against the fake Discord', { timeou
   let hugsyImage: number;
 
   before(async () => {
-    bot = await startDiscordBot({ executor: () => (executor = new FakeExecutor(1)), env: { MAX_QUEUED_PER_USER: '10' } });
+    bot = await startDiscordBot({ executor: () => (executor = new FakeExecutor(1)), env: { MAX_QUEUED_PER_USER: '10', SHUTDOWN_GRACE_MS: '200' } });
     ann = bot.fake.createUser('ann');
     bob = bot.fake.createUser('bob');
     mod = bot.fake.createUser('mod');
@@ -300,10 +300,20 @@ describe('the Discord front end on the core, against the fake Discord', { timeou
     assert.equal(buttonIds(delivered).length, 4, 'with its buttons');
   });
 
-  test('buttons keep working after a restart: info privately, re-roll into a new public job message', async () => {
+  test('after a restart: a job the restart interrupted reports through its stored route and finishes in its message; buttons keep working', async () => {
     const message = await imageMessage(hugsyImage);
+    const interrupted = imagine(ann, 'drawn across a restart');
+    const jobId = jobIdOf(await replyWhen(interrupted, (m) => buttonIds(m).some((id) => id.startsWith('cancel:')), 'the imagine reply'));
+    await whenRunning(jobId);
     await bot.restart();
     assert.equal(bot.fake.identifies.length, 2, 'the new process logged in again');
+    const since = bot.fake.requests.findLastIndex((r) => r.route === '/gateway/bot'); // the new process's login
+    await finish(jobId);
+    const finished = await replyWhen(interrupted, (m) => m.attachments.length === 1, 'the image in the same reply');
+    assert.match(finished.content, /“drawn across a restart”/);
+    const edits = bot.fake.requests.slice(since).filter((r) => r.method === 'PATCH' && r.route.startsWith(`/webhooks/${bot.fake.applicationId}/${interrupted.token}/`));
+    assert.ok(edits.some((r) => r.body.content.startsWith('⚙️ Drawing')), 'the new process reported progress in the same reply, from the stored route');
+
     const info = bot.fake.button({ user: bob, message: message.id, customId: `info:${hugsyImage}` });
     const shown = await replyWhen(info, (m) => m.content !== '', 'the info');
     assert.match(shown.content, new RegExp(`^Image #${hugsyImage}\\nprompt: a photo of <hugsy> at sea\\n.*seed 42 · 30 steps · guidance 7\\.5 · sampler pndm · 96×64`));
