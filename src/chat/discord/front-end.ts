@@ -144,6 +144,7 @@ class DiscordAdapter {
       client.once(Events.ClientReady, () => resolve());
       timer = setTimeout(() => reject(new DiscordStartError(`Discord did not get ready within ${timeoutMs / 1000} s; check the network and DISCORD_API_URL.`)), timeoutMs);
     });
+    ready.catch(() => {}); // awaited below; may reject while login is still under way
     try {
       await client.login(this.config.token);
       await ready;
