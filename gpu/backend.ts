@@ -75,6 +75,57 @@ export function releaseWebGPU(): void {
   webgpu = undefined;
 }
 
+/** GPU buffer memory of the webgpu backend: what tensors use, and what is allocated including tfjs's pool of freed buffers. */
+export interface GpuMemory {
+  inUseBytes: number;
+  allocatedBytes: number;
+}
+
+/** GPU buffer memory now, or null when the backend in use keeps no GPU buffers. */
+export function gpuMemory(): GpuMemory | null {
+  const m = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number; numBytesAllocatedInGPU?: number };
+  if (m.numBytesAllocatedInGPU === undefined) return null;
+  return { inUseBytes: m.numBytesInGPU ?? 0, allocatedBytes: m.numBytesAllocatedInGPU };
+}
+
+/**
+ * Gives the GPU memory of freed tensors back to the device (webgpu; elsewhere a no-op) and returns how many
+ * bytes that was. tfjs's webgpu backend keeps every buffer a disposed tensor had in a pool keyed by exact size
+ * and never shrinks it, so after building a model (whose weights pass through temporaries of every size) or
+ * after a training job the pool can hold several times the live tensors. Call it between jobs and after
+ * loading; the next job allocates what it needs again.
+ *
+ * Lets the queue finish first (a pending dispatch may still use a pooled buffer), then destroys only the free
+ * lists of tfjs-backend-webgpu 4.x's BufferManager, never a buffer a tensor owns.
+ */
+export async function releaseFreeGpuMemory(): Promise<number> {
+  if (tf.getBackend() !== 'webgpu') return 0;
+  type Pool = { freeBuffers?: Map<string, { size: number; destroy(): void }[]>; numFreeBuffers: number; numBytesAllocated: number };
+  const backend = tf.backend() as unknown as {
+    bufferManager?: Pool; commandEncoder?: unknown; endComputePassEncoder?(): void; submitQueue?(): void;
+    device?: { queue: { onSubmittedWorkDone(): Promise<unknown> } };
+  };
+  if (backend.commandEncoder) {
+    backend.endComputePassEncoder?.();
+    backend.submitQueue?.();
+  }
+  await backend.device?.queue.onSubmittedWorkDone();
+  const pool = backend.bufferManager;
+  if (!(pool?.freeBuffers instanceof Map)) return 0;
+  let released = 0;
+  // the keys stay: tfjs's releaseBuffer does nothing at all once the map is empty
+  for (const buffers of pool.freeBuffers.values()) {
+    for (const buffer of buffers) {
+      released += buffer.size;
+      buffer.destroy();
+    }
+    buffers.length = 0;
+  }
+  pool.numBytesAllocated -= released;
+  pool.numFreeBuffers = 0;
+  return released;
+}
+
 function describe(): string {
   const info = backendInfo();
   if (!info.adapter) return info.name;

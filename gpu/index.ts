@@ -10,7 +10,7 @@ export type {
 } from './types.ts';
 export { StableDiffusionPipeline, GenerateRequestError, DEFAULT_GUIDANCE, DEFAULT_STEPS, MAX_STEPS, MIN_SIDE, MAX_SIDE } from './pipeline.ts';
 export type { ConceptConditioner, ConceptConditionerInput, ConceptConditioning } from './pipeline.ts';
-export { BackendUnavailableError, backendInfo } from './backend.ts';
+export { BackendUnavailableError, backendInfo, gpuMemory, releaseFreeGpuMemory, type GpuMemory } from './backend.ts';
 export { ModelLoadError } from './model/errors.ts';
 export { defaultDemoModelDir, ensureDemoModel, isDemoModel } from './model/demo-model.ts';
 export { SCHEDULER_NAMES, SchedulerError } from './schedulers/index.ts';

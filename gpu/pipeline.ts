@@ -8,7 +8,7 @@
 // treats every scheduler alike. Latents are NHWC on the device; the request's `latents` and the seeded
 // noise are NCHW (the layout of diffusers and of the reference fixtures) and are transposed once.
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from './backend.ts';
+import { initBackend, releaseFreeGpuMemory } from './backend.ts';
 import { isDemoModel } from './model/demo-model.ts';
 import { openModelFolder } from './model/loader.ts';
 import type { SchedulerConfig } from './model/configs.ts';
@@ -148,10 +148,13 @@ export class StableDiffusionPipeline implements Pipeline {
         defaultScheduler: defaultSchedulerName(folder.schedulerConfig),
         hiddenSize: folder.textEncoderConfig.hiddenSize,
       };
-      return new StableDiffusionPipeline(
+      const pipeline = new StableDiffusionPipeline(
         { tokenizer: folder.tokenizer, textEncoder, unet, vae, schedulerConfig: folder.schedulerConfig, model },
         { backend, conceptConditioner: opts.conceptConditioner },
       );
+      // the weights' upload and layout changes went through temporaries that tfjs's GPU pool would keep
+      await releaseFreeGpuMemory();
+      return pipeline;
     } catch (err) {
       for (const part of built) part.dispose();
       throw err;

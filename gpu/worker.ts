@@ -2,7 +2,7 @@
 // only through gpu/worker-protocol.ts. Started by src/jobs/worker-pool.ts with `WorkerInit` as workerData.
 import { parentPort, workerData } from 'node:worker_threads';
 import { join } from 'node:path';
-import { ensureDemoModel, StableDiffusionPipeline } from './index.ts';
+import { ensureDemoModel, releaseFreeGpuMemory, StableDiffusionPipeline } from './index.ts';
 import { createPerfusionConditioner } from './perfusion/conditioner.ts';
 import { parseConcept, teachConcept } from './perfusion/index.ts';
 import { seededLatents } from './random.ts';
@@ -140,7 +140,11 @@ async function main(): Promise<void> {
           ? generate(msg.jobId, msg.request, controller)
           : teach(msg.jobId, msg.request, controller);
         work.catch((err) => send({ type: 'failed', jobId: msg.jobId, ...classify(err, controller.signal) }))
-          .finally(() => running.delete(msg.jobId));
+          .finally(() => {
+            running.delete(msg.jobId);
+            // between jobs, GPU memory holds the model and nothing else (tfjs would keep every freed buffer)
+            if (running.size === 0) releaseFreeGpuMemory().catch(() => {});
+          });
       }
     }
   });
