@@ -9,6 +9,8 @@
 // so the mean stands in for a sample, which keeps a step free of latent noise), the noised latents, and the
 // encodings the EMA needs. Each step reads back from the device once: its loss together with the next step's
 // placeholder encoding for the EMA (computed after the optimiser's update, so i* follows the spec's order).
+// Gradients come from gpu/autodiff.ts, which frees each saved activation and intermediate gradient as soon as the
+// backward pass has used it (tf.variableGrads holds all of them until the end: several times the memory).
 //
 // Determinism: every random draw of step k (images, flips, templates, timesteps, noise) comes from a
 // SeededRandom seeded by (seed, k), so the same seed on the same backend gives the same artifact bytes, a
@@ -18,6 +20,8 @@
 // does not change the math either.
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
+import { variableGrads } from '../autodiff.ts';
+import { releaseFreeGpuMemory } from '../backend.ts';
 import { registerGradients } from '../gradients.ts';
 import type { StableDiffusionPipeline } from '../pipeline.ts';
 import { MAX_SEED, randomSeed, SeededRandom } from '../random.ts';
@@ -216,36 +220,6 @@ function memoryScope(): { release(): Promise<boolean> } {
   if (!device || typeof device.pushErrorScope !== 'function') return { release: async () => false };
   device.pushErrorScope('out-of-memory');
   return { release: async () => (await device.popErrorScope()) != null };
-}
-
-/**
- * After an out-of-memory failure on WebGPU: let the queue finish, then destroy the buffers tfjs keeps pooled for
- * reuse. The pool never shrinks by itself and holds buffers sized for the larger batch, which the smaller batch
- * cannot use; without this the retry would run out of memory again. (Reaches into tfjs-backend-webgpu 4.x's
- * BufferManager: only its free lists are touched, never a buffer a tensor still owns.)
- */
-async function releasePooledGpuBuffers(): Promise<void> {
-  if (tf.getBackend() !== 'webgpu') return;
-  type Pool = { freeBuffers?: Map<string, { size: number; destroy(): void }[]>; numFreeBuffers: number; numBytesAllocated: number };
-  const backend = tf.backend() as unknown as {
-    bufferManager?: Pool; commandEncoder?: unknown; endComputePassEncoder?(): void; submitQueue?(): void;
-    device?: { queue: { onSubmittedWorkDone(): Promise<unknown> } };
-  };
-  if (backend.commandEncoder) {
-    backend.endComputePassEncoder?.();
-    backend.submitQueue?.();
-  }
-  await backend.device?.queue.onSubmittedWorkDone();
-  const pool = backend.bufferManager;
-  if (!(pool?.freeBuffers instanceof Map)) return;
-  for (const buffers of pool.freeBuffers.values()) {
-    for (const buffer of buffers) {
-      pool.numBytesAllocated -= buffer.size;
-      buffer.destroy();
-    }
-    buffers.length = 0;
-  }
-  pool.numFreeBuffers = 0;
 }
 
 /** The token ids of every template with the placeholder and with the category word, and where they stand. */
@@ -544,7 +518,7 @@ export async function teachConcept(pipeline: StableDiffusionPipeline, req: Teach
       });
       const ids = samples.map((s) => prompts.conceptIds[s.template]!);
       try {
-        return tf.variableGrads(() => {
+        return variableGrads(() => {
           const context = pipeline.encodePrompt(ids, overrides);
           const predicted = pipeline.unet.forward(noisy, timesteps, context, { edit });
           const squared = tf.squaredDifference(predicted, target);
@@ -580,7 +554,8 @@ export async function teachConcept(pipeline: StableDiffusionPipeline, req: Teach
           throw new ConceptError('There is not enough memory to teach a concept on this model, even one picture at a time. Free memory (fewer jobs at once) or use a larger GPU.',
             [], { cause: failure });
         }
-        await releasePooledGpuBuffers();
+        // the pool holds buffers sized for the larger batch, which the smaller one cannot use
+        await releaseFreeGpuMemory();
         const before = `${batchSize} × ${accumulation}`;
         batchSize = Math.ceil(batchSize / 2);
         accumulation = Math.ceil(effectiveBatch / batchSize);
@@ -654,6 +629,8 @@ export async function teachConcept(pipeline: StableDiffusionPipeline, req: Teach
     return { artifact, bytes: serializeConcept(artifact), finalLoss, steps: p.steps };
   } finally {
     disposeAll();
+    // the pool keeps buffers sized for training's activations, far more than generation needs
+    await releaseFreeGpuMemory();
   }
 }
 
