@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { CrossAttentionEdit, CrossAttentionLayer } from '../types.ts';
 import type { WeightSource } from '../weights/component-weights.ts';
 import {
-  attention, disposeParams, geluErf, groupNorm, layerNorm, linear, loadLinear, loadNorm,
+  attention, disposeParams, geglu, groupNorm, layerNorm, linear, loadLinear, loadNorm,
   type LinearParams, type NormParams,
 } from './nn.ts';
 
@@ -160,9 +160,7 @@ export class FeedForward {
 
   forward(x: tf.Tensor3D): tf.Tensor3D {
     return tf.tidy(() => {
-      // first half: the value, second half: the gate (diffusers GEGLU, exact erf GELU)
-      const [hidden, gate] = tf.split(linear(x, this.proj), 2, -1);
-      return linear(tf.mul(hidden!, geluErf(gate!)), this.out) as tf.Tensor3D;
+      return linear(geglu(linear(x, this.proj)), this.out) as tf.Tensor3D;
     });
   }
 

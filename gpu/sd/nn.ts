@@ -3,11 +3,14 @@
 // Parameters are read by their diffusers names and converted once at load time:
 // conv weights OIHW → HWIO, linear weights [out, in] → [in, out].
 //
-// The functions below are the seam where backend-specific fused kernels plug in (attention, GroupNorm+SiLU):
+// The functions below are the seam where backend-specific fused kernels plug in (attention, GroupNorm+SiLU,
+// LayerNorm, GEGLU):
 // callers keep using these signatures whatever runs underneath.
 import * as tf from '@tensorflow/tfjs-core';
 import type { WeightSource } from '../weights/component-weights.ts';
-import { canFuseAttention, canFuseGroupNorm, fusedAttention, fusedGroupNorm } from '../webgpu/ops.ts';
+import {
+  canFuseAttention, canFuseGeglu, canFuseGroupNorm, canFuseLayerNorm, fusedAttention, fusedGeglu, fusedGroupNorm, fusedLayerNorm,
+} from '../webgpu/ops.ts';
 
 export interface LinearParams {
   /** [in, out] */
@@ -59,35 +62,27 @@ export function linear(x: tf.Tensor, p: LinearParams): tf.Tensor {
   const shape = x.shape;
   const inDim = shape[shape.length - 1]!;
   const outDim = p.weight.shape[1];
-  const x2 = x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, inDim]) as tf.Tensor2D;
-  const y = gradientTapeOn()
-    ? (p.bias ? tf.add(tf.matMul(x2, p.weight), p.bias) : tf.matMul(x2, p.weight))
-    : tf.fused.matMul({ a: x2, b: p.weight, bias: p.bias });
-  return x.rank === 2 ? y : tf.reshape(y, [...shape.slice(0, -1), outDim]);
-}
-
-/**
- * True while a gradient tape records ops (inside tf.grads / tf.variableGrads). The fused conv and matMul
- * ops then compute their weight gradients eagerly, even for frozen weights: wasted work, and on wasm a
- * failure (it has no Conv2DBackpropFilter kernel). The plain ops' gradients are lazy, so only the gradients
- * on the path to what is differentiated get computed.
- */
-function gradientTapeOn(): boolean {
-  return tf.engine().isTapeOn();
+  // tfjs's fused kernel run directly (one dispatch with the bias; wasm's wants rank-3 operands); under a gradient
+  // tape its gradient is the lazy one of ops.ts, so frozen weights get none
+  return tf.tidy(() => {
+    const y = tf.engine().runKernel('_FusedMatMul', {
+      a: tf.reshape(x, [1, x.size / inDim, inDim]), b: tf.reshape(p.weight, [1, inDim, outDim]), ...(p.bias ? { bias: p.bias } : {}),
+    }, { transposeA: false, transposeB: false, activation: 'linear' }) as tf.Tensor;
+    return tf.reshape(y, [...shape.slice(0, -1), outDim]);
+  });
 }
 
 /**
  * NHWC convolution with PyTorch-style padding: `padding` is the symmetric pad of both spatial dims, or
  * [top, bottom, left, right]. (TensorFlow's 'same' pads asymmetrically for stride 2, which PyTorch does not.)
+ * tfjs's fused kernel runs directly, as in `linear`.
  */
 export function conv2d(x: tf.Tensor4D, p: Conv2dParams, stride = 1, padding: number | [number, number, number, number] = 0): tf.Tensor4D {
   const [t, b, l, r] = typeof padding === 'number' ? [padding, padding, padding, padding] : padding;
   const pad: tf.backend_util.ExplicitPadding = [[0, 0], [t, b], [l, r], [0, 0]];
-  if (gradientTapeOn()) {
-    const y = tf.conv2d(x, p.filter, stride, pad);
-    return p.bias ? tf.add(y, p.bias) : y;
-  }
-  return tf.fused.conv2d({ x, filter: p.filter, strides: stride, pad, bias: p.bias });
+  return tf.engine().runKernel('FusedConv2D', { x, filter: p.filter, ...(p.bias ? { bias: p.bias } : {}) }, {
+    strides: [stride, stride], pad, dataFormat: 'NHWC', dilations: [1, 1], activation: 'linear',
+  } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
 }
 
 /** GroupNorm over NHWC, optionally followed by SiLU (the common pair in resnets). */
@@ -105,6 +100,7 @@ export function groupNorm(x: tf.Tensor4D, p: NormParams, groups: number, eps: nu
 
 /** LayerNorm over the last axis. */
 export function layerNorm(x: tf.Tensor, p: NormParams, eps: number): tf.Tensor {
+  if (canFuseLayerNorm(x)) return fusedLayerNorm(x, p.gamma, p.beta, eps);
   return tf.tidy(() => {
     const { mean, variance } = tf.moments(x, -1, true);
     return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), p.gamma), p.beta);
@@ -118,6 +114,15 @@ export function silu(x: tf.Tensor): tf.Tensor {
 /** GELU with the exact erf form (PyTorch's default `approximate='none'`). */
 export function geluErf(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));
+}
+
+/** diffusers' GEGLU after its projection: x [..., 2H] → x[..., :H] · GELU(x[..., H:]) (value, then gate). */
+export function geglu(x: tf.Tensor): tf.Tensor {
+  if (canFuseGeglu(x)) return fusedGeglu(x);
+  return tf.tidy(() => {
+    const [hidden, gate] = tf.split(x, 2, -1);
+    return tf.mul(hidden!, geluErf(gate!));
+  });
 }
 
 /** quick_gelu(x) = x · sigmoid(1.702 x), CLIP's activation. */

@@ -9,6 +9,8 @@
 //   PerfusionAttentionGrad           → row statistics, dq and dk/dv programs (attention-grad-program.ts)
 //   PerfusionGroupNorm               → GroupNorm programs      (groupnorm-program.ts)
 //   PerfusionGroupNormGrad           → its input gradient      (groupnorm-grad-program.ts)
+//   PerfusionLayerNorm(Grad)         → one row per workgroup   (layernorm-program.ts)
+//   PerfusionGeglu(Grad)             → element-wise            (geglu-program.ts)
 import '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
@@ -18,7 +20,12 @@ import { runFlashAttention } from './attention-program.ts';
 import { runFlashAttentionGrad } from './attention-grad-program.ts';
 import { runGroupNorm } from './groupnorm-program.ts';
 import { runGroupNormGrad } from './groupnorm-grad-program.ts';
-import { FUSED_ATTENTION, FUSED_ATTENTION_GRAD, FUSED_GROUP_NORM, FUSED_GROUP_NORM_GRAD } from './ops.ts';
+import { runLayerNorm, runLayerNormGrad } from './layernorm-program.ts';
+import { runGeglu, runGegluGrad } from './geglu-program.ts';
+import {
+  FUSED_ATTENTION, FUSED_ATTENTION_GRAD, FUSED_GEGLU, FUSED_GEGLU_GRAD, FUSED_GROUP_NORM, FUSED_GROUP_NORM_GRAD, FUSED_LAYER_NORM,
+  FUSED_LAYER_NORM_GRAD,
+} from './ops.ts';
 import type { WebGPUBackendLike } from './program-util.ts';
 
 type KernelArgs = { inputs: Record<string, TensorInfo | undefined>; backend: WebGPUBackendLike; attrs: NamedAttrMap };
@@ -49,6 +56,10 @@ const newKernels: Record<string, (args: KernelArgs) => TensorInfo | TensorInfo[]
     runGroupNorm(backend, inputs.x!, inputs.gamma!, inputs.beta!, attrs.groups as number, attrs.eps as number, !!attrs.silu),
   [FUSED_GROUP_NORM_GRAD]: ({ inputs, backend, attrs }) =>
     runGroupNormGrad(backend, inputs.x!, inputs.gamma!, inputs.beta!, inputs.dz!, attrs.groups as number, attrs.eps as number, !!attrs.silu),
+  [FUSED_LAYER_NORM]: ({ inputs, backend, attrs }) => runLayerNorm(backend, inputs.x!, inputs.gamma!, inputs.beta!, attrs.eps as number),
+  [FUSED_LAYER_NORM_GRAD]: ({ inputs, backend, attrs }) => runLayerNormGrad(backend, inputs.x!, inputs.gamma!, inputs.dy!, attrs.eps as number),
+  [FUSED_GEGLU]: ({ inputs, backend }) => runGeglu(backend, inputs.x!),
+  [FUSED_GEGLU_GRAD]: ({ inputs, backend }) => runGegluGrad(backend, inputs.x!, inputs.dy!),
 };
 
 let stock: Map<string, KernelConfig> | undefined;

@@ -1,10 +1,13 @@
-// The engine's fused ops: multi-head attention and GroupNorm(+SiLU) as single TensorFlow.js kernels.
+// The engine's fused ops: multi-head attention, GroupNorm(+SiLU), LayerNorm and GEGLU as single TensorFlow.js
+// kernels, and gradients for tfjs's own fused matMul / conv kernels when the engine runs them directly.
 //
-// Only backends that register a kernel for them run them (webgpu, see kernels.ts); gpu/sd/nn.ts asks
+// Only backends that register a kernel for the new ops run them (webgpu, see kernels.ts); gpu/sd/nn.ts asks
 // `canFuse…` and otherwise computes the same thing from primitive ops. Their gradients are registered here,
 // for any backend. Each uses a fused backward kernel where the backend has one (webgpu; attention for head dims up
-// to MAX_FUSED_GRAD_HEAD_DIM, GroupNorm for x) and otherwise recomputes from primitives. Either way nothing of the [Lq, Lk] attention matrix is kept between forward and backward,
-// and each recomputation runs in one tf.tidy, so its intermediates are freed as soon as the node's gradients exist.
+// to MAX_FUSED_GRAD_HEAD_DIM, GroupNorm and LayerNorm for x, GEGLU) and otherwise recomputes from primitives.
+// Either way nothing of the [Lq, Lk] attention matrix is kept between forward and backward, a fused op saves only
+// its input (and attention its output) for the backward pass, and each recomputation runs in one tf.tidy, so its
+// intermediates are freed as soon as the node's gradients exist.
 // This module imports no backend: it is safe to load on wasm/cpu.
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -12,6 +15,10 @@ export const FUSED_ATTENTION = 'PerfusionAttention';
 export const FUSED_ATTENTION_GRAD = 'PerfusionAttentionGrad';
 export const FUSED_GROUP_NORM = 'PerfusionGroupNorm';
 export const FUSED_GROUP_NORM_GRAD = 'PerfusionGroupNormGrad';
+export const FUSED_LAYER_NORM = 'PerfusionLayerNorm';
+export const FUSED_LAYER_NORM_GRAD = 'PerfusionLayerNormGrad';
+export const FUSED_GEGLU = 'PerfusionGeglu';
+export const FUSED_GEGLU_GRAD = 'PerfusionGegluGrad';
 
 /** Largest head dim the fused attention takes (SD 1.x: 40/80/160); the VAE's 512 stays on matmuls. */
 export const MAX_FUSED_HEAD_DIM = 160;
@@ -47,6 +54,26 @@ export function canFuseGroupNorm(x: tf.Tensor4D, groups: number): boolean {
 /** GroupNorm over NHWC with gamma/beta [C], optionally followed by SiLU. */
 export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, groups: number, eps: number, silu: boolean): tf.Tensor4D {
   return tf.engine().runKernel(FUSED_GROUP_NORM, { x, gamma, beta }, { groups, eps, silu }) as tf.Tensor4D;
+}
+
+/** Whether `fusedLayerNorm` runs on the active backend for x [..., C]. */
+export function canFuseLayerNorm(x: tf.Tensor): boolean {
+  return hasKernel(FUSED_LAYER_NORM) && x.rank >= 1 && x.shape[x.rank - 1]! % 4 === 0 && x.dtype === 'float32';
+}
+
+/** LayerNorm over the last axis with gamma/beta [C]. */
+export function fusedLayerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): tf.Tensor {
+  return tf.engine().runKernel(FUSED_LAYER_NORM, { x, gamma, beta }, { eps }) as tf.Tensor;
+}
+
+/** Whether `fusedGeglu` runs on the active backend for x [..., 2H]. */
+export function canFuseGeglu(x: tf.Tensor): boolean {
+  return hasKernel(FUSED_GEGLU) && x.rank >= 1 && x.shape[x.rank - 1]! % 8 === 0 && x.dtype === 'float32';
+}
+
+/** x [..., 2H] → x[..., :H] · GELU(x[..., H:]) (exact erf GELU): diffusers' GEGLU after its projection. */
+export function fusedGeglu(x: tf.Tensor): tf.Tensor {
+  return tf.engine().runKernel(FUSED_GEGLU, { x }, {}) as tf.Tensor;
 }
 
 /** [B, L, heads·d] → [B, heads, L, d] */
@@ -151,3 +178,99 @@ function groupNormInputGrad(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1
   const dx = tf.mul(rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, [1, 2, 4], true)), tf.mul(xhatG, tf.mean(tf.mul(dxhat, xhatG), [1, 2, 4], true))));
   return tf.reshape(dx, [n, h, w, c]);
 }
+
+interface LayerNormAttrs { eps: number }
+
+tf.registerGradient({
+  kernelName: FUSED_LAYER_NORM,
+  inputsToSave: ['x', 'gamma', 'beta'],
+  gradFunc: (dy, saved, attrs) => {
+    const [x, gamma] = saved as [tf.Tensor, tf.Tensor1D, tf.Tensor1D];
+    const { eps } = attrs as unknown as LayerNormAttrs;
+    const parts = () => {
+      const { mean, variance } = tf.moments(x, -1, true);
+      const rstd = tf.rsqrt(tf.add(variance, eps));
+      return { xhat: tf.mul(tf.sub(x, mean), rstd), rstd };
+    };
+    const outer = [...Array(x.rank - 1).keys()];
+    return {
+      x: () => {
+        if (hasKernel(FUSED_LAYER_NORM_GRAD)) return tf.engine().runKernel(FUSED_LAYER_NORM_GRAD, { x, gamma, dy: dy as tf.Tensor }, { eps }) as tf.Tensor;
+        // dx = r·(a − mean(a) − x̂·mean(a·x̂)), a = dy·γ
+        const { xhat, rstd } = parts();
+        const a = tf.mul(dy as tf.Tensor, gamma);
+        return tf.mul(rstd, tf.sub(tf.sub(a, tf.mean(a, -1, true)), tf.mul(xhat, tf.mean(tf.mul(a, xhat), -1, true))));
+      },
+      gamma: () => tf.sum(tf.mul(dy as tf.Tensor, parts().xhat), outer),
+      beta: () => tf.sum(dy as tf.Tensor, outer),
+    };
+  },
+});
+
+tf.registerGradient({
+  kernelName: FUSED_GEGLU,
+  inputsToSave: ['x'],
+  gradFunc: (dy, saved) => {
+    const [x] = saved as [tf.Tensor];
+    return {
+      x: () => {
+        if (hasKernel(FUSED_GEGLU_GRAD)) return tf.engine().runKernel(FUSED_GEGLU_GRAD, { x, dy: dy as tf.Tensor }, {}) as tf.Tensor;
+        const [h, g] = tf.split(x, 2, -1) as [tf.Tensor, tf.Tensor];
+        const cdf = tf.mul(tf.add(tf.erf(tf.mul(g, Math.SQRT1_2)), 1), 0.5);
+        const pdf = tf.mul(tf.exp(tf.mul(tf.square(g), -0.5)), 1 / Math.sqrt(2 * Math.PI));
+        return tf.concat([tf.mul(dy as tf.Tensor, tf.mul(g, cdf)), tf.mul(tf.mul(dy as tf.Tensor, h), tf.add(cdf, tf.mul(g, pdf)))], -1);
+      },
+    };
+  },
+});
+
+// tfjs's fused matMul and conv kernels, run directly by nn.ts (tf.fused.* would wrap them in a custom gradient
+// that computes every input's gradient eagerly, frozen weights included). Registered gradients are lazy: only the
+// inputs on the path to what is differentiated get theirs. Only the linear activation is differentiable here.
+
+interface FusedMatMulAttrs { transposeA: boolean; transposeB: boolean; activation?: string }
+
+tf.registerGradient({
+  kernelName: '_FusedMatMul',
+  inputsToSave: ['a', 'b'],
+  gradFunc: (dy, saved, attrs) => {
+    const [a, b] = saved as [tf.Tensor, tf.Tensor];
+    const { transposeA, transposeB, activation } = attrs as unknown as FusedMatMulAttrs;
+    if (activation && activation !== 'linear') throw new Error(`the gradient of _FusedMatMul with activation ${activation} is not implemented`);
+    if (!tf.util.arraysEqual(a.shape.slice(0, -2), b.shape.slice(0, -2))) throw new Error('the gradient of _FusedMatMul needs equal batch shapes');
+    const g = dy as tf.Tensor;
+    return {
+      a: () => (transposeA ? tf.matMul(b, g, transposeB, true) : tf.matMul(g, b, false, !transposeB)),
+      b: () => (transposeB ? tf.matMul(g, a, true, transposeA) : tf.matMul(a, g, !transposeA, false)),
+      bias: () => tf.sum(g, [...Array(g.rank - 1).keys()]),
+    };
+  },
+});
+
+interface FusedConvAttrs {
+  strides: number | [number, number];
+  pad: tf.backend_util.ExplicitPadding | 'valid' | 'same' | number;
+  dataFormat: 'NHWC' | 'NCHW';
+  dilations: number | [number, number];
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  activation?: string;
+}
+
+tf.registerGradient({
+  kernelName: 'FusedConv2D',
+  inputsToSave: ['x', 'filter'],
+  gradFunc: (dy, saved, attrs) => {
+    const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
+    const { strides, pad, dataFormat, dilations, dimRoundingMode, activation } = attrs as unknown as FusedConvAttrs;
+    if (activation && activation !== 'linear') throw new Error(`the gradient of FusedConv2D with activation ${activation} is not implemented`);
+    const dilated = Array.isArray(dilations) ? dilations.some((d) => d !== 1) : (dilations ?? 1) !== 1;
+    if (dataFormat !== 'NHWC' || dilated) throw new Error('the gradient of FusedConv2D is implemented for NHWC without dilation only');
+    const g = dy as tf.Tensor4D;
+    const common = { strides, pad, dataFormat, dimRoundingMode };
+    return {
+      x: () => tf.engine().runKernel('Conv2DBackpropInput', { dy: g, filter }, { ...common, inputShape: x.shape } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      filter: () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: g }, { ...common, filterShape: filter.shape } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      bias: () => tf.sum(g, [0, 1, 2]),
+    };
+  },
+});
