@@ -16,6 +16,10 @@ const BENCHMARKS: Record<string, { describe: string; load: () => Promise<{ run(a
     describe: 'per-kernel profile (GPU ms and dispatches by op) of an SD 1.5 UNet step and a training step, stock vs custom WebGPU kernels; [--size 512] [--repeat N] [--rows N] [--no-train] [--toggles T1,T2] [--json FILE]',
     load: () => import('./bench/profile.ts'),
   },
+  train: {
+    describe: 'one UNet training step (forward + backward to the conditioning) on any backend, tfjs\'s gradient tape vs the engine\'s: time, peak tensor memory, saved tensors, kernel calls; [--backend B] [--channels 320,640,1280,1280] [--size 512] [--batch 1] [--grad tfjs,lean] [--repeat N] [--detail] [--json FILE]',
+    load: () => import('./bench/train-step.ts'),
+  },
   teach: {
     describe: 'Perfusion teaching at SD 1.5 shapes: per-step time and projected 400-step time at batch 1 and 4 (effective 16), peak memory, vs PyTorch; [--backend B] [--batches 1,4] [--steps N] [--effective N] [--images N] [--model DIR] [--architecture sd15|demo] [--corpus N] [--no-memory] [--json FILE]',
     load: () => import('./perfusion/teach-bench.ts'),

@@ -10,7 +10,7 @@ import { cpus } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { backendInfo, initBackend, releaseWebGPU } from '../backend.ts';
+import { backendInfo, gpuMemory, initBackend, releaseFreeGpuMemory, releaseWebGPU } from '../backend.ts';
 import { parseClipTextConfig, parseSchedulerConfig, parseUNetConfig, parseVaeConfig } from '../model/configs.ts';
 import { demoConfigs } from '../model/demo-model.ts';
 import { DEMO_WORDS, learnBpe } from '../model/demo-bpe.ts';
@@ -21,6 +21,7 @@ import { UNet2DConditionModel, unetParameterShapes } from '../sd/unet.ts';
 import { AutoencoderKL, vaeParameterShapes } from '../sd/vae.ts';
 import { ClipTokenizer } from '../text/tokenizer.ts';
 import type { BackendName, SchedulerName } from '../types.ts';
+import { tensorMemoryProfile } from '../webgpu/profile.ts';
 import { RandomWeights } from './random-weights.ts';
 
 /** SD 1.5's configs (stable-diffusion-v1-5, sd-engine.md §1.1), every other field at its class default. */
@@ -88,6 +89,8 @@ export async function run(argv: readonly string[]): Promise<number> {
   try {
     // weights are made or uploaded asynchronously on GPU backends: wait for them
     await syncDevice();
+    const poolAfterBuild = gpuMemory();
+    const releasedAfterLoad = await releaseFreeGpuMemory();
     const loadMs = performance.now() - loadStart;
     rows.push({ phase: 'load weights', time: ms(loadMs), notes: parameters ? `${parameters.toLocaleString('en-US')} parameters` : modelLabel });
     results.loadMs = loadMs;
@@ -106,15 +109,18 @@ export async function run(argv: readonly string[]): Promise<number> {
     const sample = tf.randomNormal([2, latentSide, latentSide, 4], 0, 1, 'float32', 1) as tf.Tensor4D;
     const unetStep = () => pipeline.unet.forward(sample, 500, context);
     const unetTimes = await timeRepeated(repeat, unetStep);
-    // (tf.profile returns one object that the next profile overwrites: keep the number)
-    const unetPeak = (await tf.profile(async () => { const out = unetStep(); await out.data(); out.dispose(); })).peakBytes;
+    const peakOf = async (f: () => tf.Tensor) => {
+      const m = await tensorMemoryProfile(async () => { const out = f(); await out.data(); out.dispose(); });
+      return m.gpuPeakBytes ?? m.peakBytes;
+    };
+    const unetPeak = await peakOf(unetStep);
     rows.push({ phase: `UNet step (batch 2, ${latentSide}×${latentSide} latents)`, time: ms(median(unetTimes)), notes: timesNote(unetTimes) });
     results.unetStepMs = unetTimes;
     results.unetStepPeakBytes = unetPeak;
 
     const latent = tf.randomNormal([1, latentSide, latentSide, 4], 0, 1, 'float32', 2) as tf.Tensor4D;
     const decodeTimes = await timeRepeated(repeat, () => pipeline.vae.decode(latent));
-    const decodePeak = (await tf.profile(async () => { const out = pipeline.vae.decode(latent); await out.data(); out.dispose(); })).peakBytes;
+    const decodePeak = await peakOf(() => pipeline.vae.decode(latent));
     rows.push({ phase: `VAE decode (${latentSide}×${latentSide} → ${size}×${size})`, time: ms(median(decodeTimes)), notes: timesNote(decodeTimes) });
     results.vaeDecodeMs = decodeTimes;
     results.vaeDecodePeakBytes = decodePeak;
@@ -139,19 +145,26 @@ export async function run(argv: readonly string[]): Promise<number> {
 
     const info = backendInfo();
     const now = memory();
+    const peakSource = now.numBytesInGPU !== undefined ? 'GPU buffers in use' : 'tf.profile peakBytes';
     const device = info.adapter ?? `${cpus()[0]?.model ?? 'CPU'} (${cpus().length} threads)`;
     const peakRss = process.resourceUsage().maxRSS * 1024;
     const memoryRows: Row[] = [
       { phase: 'tensors after loading', time: bytes(memoryAfterLoad.numBytes), notes: `${memoryAfterLoad.numTensors} tensors (tf.memory)` },
       { phase: 'tensors after the image', time: bytes(now.numBytes), notes: `${now.numTensors} tensors (tf.memory)` },
-      { phase: 'peak during one UNet step', time: bytes(unetPeak), notes: 'tf.profile peakBytes (weights included)' },
-      { phase: 'peak during one VAE decode', time: bytes(decodePeak), notes: 'tf.profile peakBytes (weights included)' },
+      { phase: 'peak during one UNet step', time: bytes(unetPeak), notes: `${peakSource}, weights included` },
+      { phase: 'peak during one VAE decode', time: bytes(decodePeak), notes: `${peakSource}, weights included` },
+      ...(poolAfterBuild
+        ? [{
+          phase: 'GPU buffers after loading', time: bytes(memoryAfterLoad.numBytesAllocatedInGPU ?? 0),
+          notes: `${bytes(poolAfterBuild.allocatedBytes)} before the free pool (${bytes(releasedAfterLoad)}) was given back`,
+        }]
+        : []),
       ...(now.numBytesAllocatedInGPU !== undefined
-        ? [{ phase: 'GPU buffers allocated', time: bytes(now.numBytesAllocatedInGPU), notes: `in use ${bytes(now.numBytesInGPU ?? 0)}; the pool keeps freed buffers` }]
+        ? [{ phase: 'GPU buffers after the image', time: bytes(now.numBytesAllocatedInGPU), notes: `in use ${bytes(now.numBytesInGPU ?? 0)}; the rest is tfjs's pool of freed buffers (the working set)` }]
         : []),
       { phase: 'process RSS', time: bytes(process.memoryUsage().rss), notes: `peak ${bytes(peakRss)}` },
     ];
-    results.memory = { afterLoad: memoryAfterLoad, afterImage: now, rss: process.memoryUsage().rss, peakRss };
+    results.memory = { afterBuild: poolAfterBuild, releasedAfterLoad, afterLoad: memoryAfterLoad, afterImage: now, rss: process.memoryUsage().rss, peakRss };
     results.backend = info;
     results.model = modelLabel;
 

@@ -10,7 +10,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { backendInfo, initBackend, releaseWebGPU } from '../backend.ts';
+import { grads } from '../autodiff.ts';
+import { backendInfo, initBackend, releaseFreeGpuMemory, releaseWebGPU } from '../backend.ts';
 import { registerGradients } from '../gradients.ts';
 import { parseUNetConfig } from '../model/configs.ts';
 import { UNet2DConditionModel, unetParameterShapes } from '../sd/unet.ts';
@@ -74,9 +75,11 @@ export async function run(argv: readonly string[]): Promise<number> {
   const sample = tf.randomNormal([2, side, side, 4], 0, 1, 'float32', 1) as tf.Tensor4D;
   const context = tf.randomNormal([2, 77, contextDim], 0, 1, 'float32', 2) as tf.Tensor3D;
   await drain();
+  await releaseFreeGpuMemory();
   const forward = () => unet.forward(sample, 500, context);
   // the data gradients of a Perfusion step: everything from the loss back to the cross-attention inputs
-  const train = () => tf.grad((c: tf.Tensor) => tf.mean(tf.square(unet.forward(sample, 500, c as tf.Tensor3D))))(context);
+  // (through gpu/autodiff.ts, as teaching does)
+  const train = () => grads((c: tf.Tensor) => tf.mean(tf.square(unet.forward(sample, 500, c as tf.Tensor3D))))([context]);
   const phases: Array<[string, () => tf.TensorContainer]> = [[`UNet forward, batch 2, ${side}×${side} latents`, forward]];
   if (!values['no-train']) phases.push([`UNet forward + backward to the conditioning, batch 2, ${side}×${side}`, train]);
 

@@ -14,9 +14,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { backendInfo, initBackend, releaseWebGPU } from '../backend.ts';
+import { backendInfo, gpuMemory, initBackend, releaseFreeGpuMemory, releaseWebGPU } from '../backend.ts';
 import { buildRandomParts } from '../bench/engine.ts';
 import { StableDiffusionPipeline } from '../pipeline.ts';
+import { tensorMemoryProfile } from '../webgpu/profile.ts';
 import type { BackendName } from '../types.ts';
 import { modelCovariance } from './conditioner.ts';
 import { DEFAULT_EFFECTIVE_BATCH, DEFAULT_TEACH_STEPS, teachConcept, type TeachImage } from './teach.ts';
@@ -46,6 +47,8 @@ interface Measurement {
   firstStepMs: number;
   stepMs: number[];
   peakBytes: number | null;
+  /** the most GPU buffer memory allocated (tensors and tfjs's pool) seen at the end of a step; null off webgpu */
+  gpuAllocatedBytes: number | null;
 }
 
 export async function run(argv: readonly string[]): Promise<number> {
@@ -81,6 +84,8 @@ export async function run(argv: readonly string[]): Promise<number> {
     const backend = await initBackend(values.backend as BackendName);
     pipeline = new StableDiffusionPipeline(buildRandomParts(values.architecture).parts, { backend });
     modelLabel = `random weights, ${values.architecture === 'sd15' ? 'SD 1.5' : 'demo'} architecture`;
+    // making random weights leaves their temporaries in tfjs's GPU pool (loading a model folder releases them itself)
+    await releaseFreeGpuMemory();
   }
   const cacheDir = mkdtempSync(join(tmpdir(), 'bench-teach-'));
   try {
@@ -103,12 +108,15 @@ export async function run(argv: readonly string[]): Promise<number> {
       const batchSize = Math.min(requested, effective);
       const gradientAccumulation = Math.ceil(effective / batchSize);
       const stamps: number[] = [];
+      let gpuAllocatedBytes: number | null = null;
       let used = { batch: batchSize, accumulation: gradientAccumulation };
       const start = performance.now();
       await teachConcept(pipeline, {
         name: 'bench', category, images, steps: 1 + timedSteps, batchSize, gradientAccumulation, seed: 1, cacheDir,
         onProgress: (p) => {
           stamps.push(performance.now());
+          const gpu = gpuMemory();
+          if (gpu) gpuAllocatedBytes = Math.max(gpuAllocatedBytes ?? 0, gpu.allocatedBytes);
           used = { batch: p.batchSize ?? batchSize, accumulation: p.gradientAccumulation ?? gradientAccumulation };
           if (p.notice) console.error(`batch ${requested}: ${p.notice}`);
         },
@@ -117,11 +125,13 @@ export async function run(argv: readonly string[]): Promise<number> {
       let peakBytes: number | null = null;
       if (!values['no-memory']) {
         // one optimiser step of one micro-batch: the peak of a micro-batch's forward and backward, weights included
-        peakBytes = await peakTensorBytes(async () => {
+        // (GPU buffers in use where the backend has them: tfjs's own count includes every saved clone of a weight)
+        const memory = await tensorMemoryProfile(async () => {
           await teachConcept(pipeline, { name: 'bench', category, images, steps: 1, batchSize: used.batch, gradientAccumulation: 1, seed: 1, cacheDir });
         });
+        peakBytes = memory.gpuPeakBytes ?? memory.peakBytes;
       }
-      measurements.push({ requestedBatch: requested, batch: used.batch, accumulation: used.accumulation, firstStepMs: stamps[0]! - start, stepMs, peakBytes });
+      measurements.push({ requestedBatch: requested, batch: used.batch, accumulation: used.accumulation, firstStepMs: stamps[0]! - start, stepMs, peakBytes, gpuAllocatedBytes });
       console.error(`batch ${used.batch} × ${used.accumulation}: steps ${stepMs.map((m) => m.toFixed(0)).join(', ')} ms`);
     }
 
@@ -134,7 +144,7 @@ export async function run(argv: readonly string[]): Promise<number> {
         `${m.batch} × ${m.accumulation}${m.batch !== m.requestedBatch ? ` (asked ${m.requestedBatch})` : ''}`,
         // per sample, so that an effective batch other than 16 compares too
         ms(step), ms(step / m.accumulation), `${projected.toFixed(0)} s`, `${((step / effective) / (PYTORCH_STEP_MS / 16)).toFixed(1)}×`,
-        m.peakBytes === null ? '–' : bytes(m.peakBytes), ms(m.firstStepMs),
+        m.peakBytes === null ? '–' : bytes(m.peakBytes), m.gpuAllocatedBytes === null ? '–' : bytes(m.gpuAllocatedBytes), ms(m.firstStepMs),
       ];
     });
     const m = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
@@ -143,12 +153,14 @@ export async function run(argv: readonly string[]): Promise<number> {
       `model: ${modelLabel} (${pipeline.model.resolution}×${pipeline.model.resolution}), loaded in ${ms(loadMs)}; C from ${corpus} corpus prompts in ${ms(covarianceMs)}`,
       `${imageCount} pictures, effective batch ${effective}; step times are medians of ${timedSteps} after one warm-up step`,
       '',
-      table(['batch × accumulation', 'per step', 'per micro-batch', `${DEFAULT_TEACH_STEPS} steps`, 'vs PyTorch/sample', 'peak tensors', 'first step (setup, compile)'], rows),
+      table(['batch × accumulation', 'per step', 'per micro-batch', `${DEFAULT_TEACH_STEPS} steps`, 'vs PyTorch/sample', 'peak tensors', 'GPU allocated', 'first step (setup, compile)'], rows),
       '',
       `PyTorch anchor (performance.md, H200, bf16 autocast): ${PYTORCH_STEP_MS} ms per batch-16 step (${PYTORCH_BATCH4_MS} ms at batch 4), ` +
         `≈ ${((PYTORCH_STEP_MS * DEFAULT_TEACH_STEPS) / 1000).toFixed(0)} s for ${DEFAULT_TEACH_STEPS} steps; the issue's target: ${DEFAULT_TEACH_STEPS} steps within 300 s on an H200.`,
+      'peak tensors: the most memory tensors held during one micro-batch step, weights included (webgpu: GPU buffers in use; '
+        + 'elsewhere tf.profile\'s count); GPU allocated: the most GPU buffer memory (tensors and tfjs\'s pool of freed buffers) seen after a step.',
       `process RSS peak ${bytes(process.resourceUsage().maxRSS * 1024)}` +
-        (m.numBytesAllocatedInGPU !== undefined ? `; GPU buffers allocated now ${bytes(m.numBytesAllocatedInGPU)} (the pool keeps freed buffers)` : ''),
+        (m.numBytesAllocatedInGPU !== undefined ? `; GPU buffers allocated after the runs ${bytes(m.numBytesAllocatedInGPU)}` : ''),
     ].join('\n'));
     if (values.json) {
       writeFileSync(values.json, `${JSON.stringify({ backend: info, model: modelLabel, effective, measurements, loadMs, covarianceMs }, null, 1)}\n`);
@@ -158,26 +170,6 @@ export async function run(argv: readonly string[]): Promise<number> {
     rmSync(cacheDir, { recursive: true, force: true });
     pipeline.dispose();
     releaseWebGPU();
-  }
-}
-
-/**
- * tf.profile's peak of live tensor bytes, without its per-kernel timing: on WebGPU with timestamp queries that
- * timing reads back every kernel, far too slow for the tens of thousands of kernels of a training step. The
- * engine's profiler is swapped for the duration (tfjs-core 4.x internals; a benchmark-only shortcut).
- */
-async function peakTensorBytes(f: () => Promise<void>): Promise<number> {
-  type ProfileKernel = (name: string, inputs: unknown, run: () => tf.Tensor[]) => unknown;
-  const profiler = (tf.engine() as unknown as { profiler: { profileKernel: ProfileKernel } }).profiler;
-  const timed = profiler.profileKernel;
-  profiler.profileKernel = (kernelName, inputs, run) => {
-    const outputs = run();
-    return { kernelName, outputs, inputs, timeMs: Promise.resolve(0), extraInfo: Promise.resolve('') };
-  };
-  try {
-    return (await tf.profile(f)).peakBytes;
-  } finally {
-    profiler.profileKernel = timed;
   }
 }
 

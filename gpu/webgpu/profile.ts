@@ -79,6 +79,50 @@ export function formatProfile(p: KernelProfile, maxRows = Infinity): string {
   return lines.join('\n');
 }
 
+/** What `tensorMemoryProfile` measures. */
+export interface TensorMemoryProfile {
+  /**
+   * tf.profile's peak: the most bytes of live tensors at a kernel boundary, tensors that existed before included.
+   * tfjs counts a buffer once per tensor sharing it (reshapes, and the clones a gradient tape saves), so under a
+   * tape this overstates the memory in use.
+   */
+  peakBytes: number;
+  /** tensor bytes (as counted for peakBytes) when f was called */
+  startBytes: number;
+  /** webgpu: the most bytes of GPU buffers in use by tensors at a kernel boundary (each buffer once); else null */
+  gpuPeakBytes: number | null;
+  /** webgpu: GPU buffer bytes in use when f was called */
+  gpuStartBytes: number | null;
+  /** kernels run (every tfjs op, reshapes and clones included) */
+  kernelCalls: number;
+}
+
+/**
+ * Peak memory of `f` without tf.profile's per-kernel timing: on WebGPU with timestamp queries that timing reads
+ * back every kernel, far too slow for the tens of thousands of kernels of a training step. The engine's profiler
+ * is swapped for the duration (tfjs-core 4.x internals; for benchmarks only).
+ */
+export async function tensorMemoryProfile(f: () => Promise<unknown> | unknown): Promise<TensorMemoryProfile> {
+  type ProfileKernel = (name: string, inputs: unknown, run: () => tf.Tensor[]) => unknown;
+  const profiler = (tf.engine() as unknown as { profiler: { profileKernel: ProfileKernel } }).profiler;
+  const gpu = tf.getBackend() === 'webgpu' ? (tf.backend() as unknown as { memory(): { numBytesInGPU: number } }) : null;
+  const gpuStartBytes = gpu ? gpu.memory().numBytesInGPU : null;
+  let gpuPeakBytes = gpuStartBytes;
+  const timed = profiler.profileKernel;
+  profiler.profileKernel = (kernelName, inputs, run) => {
+    const outputs = run();
+    if (gpu) gpuPeakBytes = Math.max(gpuPeakBytes!, gpu.memory().numBytesInGPU);
+    return { kernelName, outputs, inputs, timeMs: Promise.resolve(0), extraInfo: Promise.resolve('') };
+  };
+  const startBytes = tf.memory().numBytes;
+  try {
+    const info = await tf.profile(async () => { await f(); return []; });
+    return { peakBytes: Math.max(info.peakBytes, startBytes), startBytes, gpuPeakBytes, gpuStartBytes, kernelCalls: info.kernels.length };
+  } finally {
+    profiler.profileKernel = timed;
+  }
+}
+
 function hasTimestampQuery(): boolean {
   const backend = tf.backend() as unknown as { device?: GPUDevice };
   return !!backend.device?.features.has('timestamp-query');
