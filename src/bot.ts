@@ -72,6 +72,8 @@ export class Bot implements BotCore {
   /** per job: the delivery chain (updates of one job go out in order) and when progress last went out, per sink */
   private readonly chains = new Map<number, Promise<void>>();
   private readonly lastProgress = new Map<string, number>();
+  /** the newest progress/position event held back by the rate limit, sent when the interval has passed */
+  private readonly trailing = new Map<number, { ev: SchedulerEvent; timer: NodeJS.Timeout }>();
   /** which platform each job reports to (from its row; a job's route platform never changes) */
   private readonly platforms = new Map<number, string>();
 
@@ -176,14 +178,34 @@ export class Bot implements BotCore {
       const frequent = ev.type === 'progress' || ev.type === 'position';
       const platform = this.platforms.get(ev.jobId);
       const now = Date.now();
-      const due = [...this.sinks].some((k, i) => (platform === undefined || k.platform === platform) && (!k.wants || k.wants(ev.jobId))
-        && (!frequent || now - (this.lastProgress.get(`${ev.jobId}:${k.platform}:${i}`) ?? 0) >= (k.progressIntervalMs ?? this.s.config.progressIntervalMs)));
-      if (!due) return;
+      const waits = [...this.sinks].flatMap((k, i) => ((platform === undefined || k.platform === platform) && (!k.wants || k.wants(ev.jobId))
+        ? [frequent ? (this.lastProgress.get(`${ev.jobId}:${k.platform}:${i}`) ?? 0) + (k.progressIntervalMs ?? this.s.config.progressIntervalMs) - now : 0]
+        : []));
+      if (!waits.some((w) => w <= 0)) {
+        // too soon after the last one: keep the newest and send it when the interval has passed, so a pause
+        // after a burst of steps does not leave a stale step on screen
+        if (frequent && waits.length) this.holdBack(ev, Math.min(...waits));
+        return;
+      }
     }
+    const held = this.trailing.get(ev.jobId);
+    if (held) { clearTimeout(held.timer); this.trailing.delete(ev.jobId); }
     const prev = this.chains.get(ev.jobId) ?? Promise.resolve();
     const next = prev.then(() => this.deliver(ev)).catch((err) => this.s.log.warn({ err, jobId: ev.jobId }, 'job update not delivered'));
     this.chains.set(ev.jobId, next);
     void next.then(() => { if (this.chains.get(ev.jobId) === next) this.chains.delete(ev.jobId); });
+  }
+
+  private holdBack(ev: SchedulerEvent, waitMs: number): void {
+    const held = this.trailing.get(ev.jobId);
+    if (held) { held.ev = ev; return; }
+    const timer = setTimeout(() => {
+      const latest = this.trailing.get(ev.jobId);
+      this.trailing.delete(ev.jobId);
+      if (latest) this.onJobEvent(latest.ev);
+    }, Math.max(1, waitMs) + 5);
+    timer.unref();
+    this.trailing.set(ev.jobId, { ev, timer });
   }
 
   private async deliver(ev: SchedulerEvent): Promise<void> {

@@ -122,6 +122,24 @@ describe('commands through BotCore', () => {
     } finally { await app.stop(); dir.cleanup(); }
   });
 
+  test('progress held back by a sink\'s rate limit is still sent once the interval has passed', async () => {
+    const executor = new FakeExecutor(1, null);
+    const dir = await testDataDir({ LOCAL_CHAT: 'false' });
+    const app = await startApp(testConfig(dir.env), { executor });
+    const progress: number[] = [];
+    app.bot.addSink({ platform: 'discord', progressIntervalMs: 300, deliver: async (u) => { if (u.event === 'progress') progress.push(u.job.progress?.step ?? -1); } });
+    try {
+      const reply = await run(app, 'imagine', ann, { prompt: 'a red boat', steps: 10 });
+      const job = await executor.whenRunning(reply.jobId!);
+      await waitFor(() => (progress.length ? true : undefined), 5_000, 'first progress');
+      for (const step of [1, 2, 3]) job.hooks.onProgress({ step, total: 10 }); // a burst inside the interval
+      await waitFor(() => (progress.at(-1) === 3 ? true : undefined), 3_000, 'the held-back step 3');
+      assert.ok(!progress.includes(1) || !progress.includes(2), `the burst was thinned: ${progress}`);
+      job.resolve();
+      await app.services.scheduler.onIdle();
+    } finally { await app.stop(); dir.cleanup(); }
+  });
+
   test('job updates reach the adapter\'s sink in order, with the image and buttons; buttons work after a restart', async () => {
     const { app, dir } = await boot();
     const updates: JobUpdate[] = [];

@@ -107,13 +107,20 @@ export async function startLocalChat(s: Services, bot: Bot, port: number): Promi
   const streams = new Map<number, Set<ServerResponse>>();
   let closing = false;
 
+  /** what a succeeded job made; an image deleted since then has no generation (and no image URL) any more */
+  function jobResult(status: JobStatus): unknown {
+    if (status.state !== 'succeeded') return null;
+    if (status.kind === 'teach') return { concept: status.concept };
+    return status.generationId === null
+      ? { generationId: null, image: null, deleted: true }
+      : { generationId: status.generationId, image: `/api/generations/${status.generationId}/image.png` };
+  }
+
   async function statusJson(id: number): Promise<(JobStatus & { result: unknown; message: ReturnType<typeof messageJson> }) | null> {
     const row = await loadJob(s, id);
     if (!row || row.scope.platform !== 'local') return null;
     const status = jobStatus(s, row);
-    const result = status.state !== 'succeeded' ? null
-      : status.kind === 'teach' ? { concept: status.concept }
-        : { generationId: status.generationId, image: `/api/generations/${status.generationId}/image.png` };
+    const result = jobResult(status);
     const message = await bot.render({ type: status.state === 'succeeded' ? 'succeeded' : 'position' }, status, status.generationId);
     return { ...status, result, message: messageJson(message) };
   }
@@ -125,8 +132,7 @@ export async function startLocalChat(s: Services, bot: Bot, port: number): Promi
     async deliver(u: JobUpdate) {
       const subs = streams.get(u.job.id);
       if (!subs?.size) return;
-      const result = u.job.state !== 'succeeded' ? null
-        : u.job.kind === 'teach' ? { concept: u.job.concept } : { generationId: u.job.generationId, image: `/api/generations/${u.job.generationId}/image.png` };
+      const result = jobResult(u.job);
       const data = `event: ${u.event}\ndata: ${JSON.stringify({ ...u.job, result, message: messageJson(u.message) })}\n\n`;
       for (const res of subs) {
         res.write(data);

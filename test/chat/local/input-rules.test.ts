@@ -175,6 +175,20 @@ describe('local API input rules', () => {
       }
     });
 
+    test('a deleted image: its job says so instead of pointing at an image that is gone', async () => {
+      const made = await post('api/imagine', { prompt: 'a lighthouse', steps: 2, width: 64, height: 64 });
+      assert.equal(made.status, 202);
+      const jobId = made.body.jobId as number;
+      await waitFor(async () => ((await (await fetch(`${base}api/jobs/${jobId}`)).json()).state === 'succeeded' ? true : undefined), 10_000, 'image');
+      const before = await (await fetch(`${base}api/jobs/${jobId}`)).json();
+      const id = before.result.generationId as number;
+      assert.equal(before.result.image, `/api/generations/${id}/image.png`);
+      assert.equal((await post('api/press', { id: `delete:${id}` })).status, 200);
+      const after = await (await fetch(`${base}api/jobs/${jobId}`)).json();
+      assert.deepEqual(after.result, { generationId: null, image: null, deleted: true });
+      assert.equal((await fetch(`${base}api/generations/${id}/image.png`)).status, 404);
+    });
+
     test('unknown jobs, generations, concepts and routes', async () => {
       await expectError(fetch(`${base}api/jobs/999999`).then(async (r) => ({ status: r.status, body: await r.json() })), 404, /There is no job #999999/);
       await expectError(fetch(`${base}api/generations/999999`).then(async (r) => ({ status: r.status, body: await r.json() })), 404, /There is no image #999999 here/);
