@@ -27,7 +27,8 @@ async function maxAbsDiff(a: readonly tf.Tensor[], b: readonly tf.Tensor[]): Pro
 }
 
 /** A tensor's gradient handed straight back (tape corner case: a gradient function returning its dy). */
-const passThrough = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
+const passThrough = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
   save([]);
   return { value: tf.mul(x, 1), gradFunc: (dy: tf.Tensor) => dy };
 });
