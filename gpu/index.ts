@@ -5,7 +5,7 @@ import { createPerfusionConditioner, defaultPerfusionCacheDir } from './perfusio
 import type { LoadOptions, Pipeline } from './types.ts';
 
 export type {
-  BackendName, ConceptArtifact, CrossAttentionEdit, CrossAttentionLayer, GenerateRequest, GenerateResult, LoadOptions,
+  BackendName, ConceptArtifact, CrossAttentionEdit, CrossAttentionLayer, GenerateRequest, GenerateResult, LoadOptions, PromptTruncation,
   ModelInfo, Pipeline, SchedulerName,
 } from './types.ts';
 export { StableDiffusionPipeline, GenerateRequestError, DEFAULT_GUIDANCE, DEFAULT_STEPS, MAX_STEPS, MIN_SIDE, MAX_SIDE } from './pipeline.ts';

@@ -20,7 +20,7 @@ import { UNet2DConditionModel } from './sd/unet.ts';
 import { AutoencoderKL } from './sd/vae.ts';
 import type { ClipTokenizer } from './text/tokenizer.ts';
 import type {
-  BackendName, ConceptArtifact, CrossAttentionEdit, GenerateRequest, GenerateResult, ModelInfo, Pipeline, SchedulerName,
+  BackendName, ConceptArtifact, CrossAttentionEdit, GenerateRequest, GenerateResult, ModelInfo, Pipeline, PromptTruncation, SchedulerName,
 } from './types.ts';
 
 /** A request the engine cannot run as given; the message says which field is wrong and what is allowed. */
@@ -49,6 +49,8 @@ export const MAX_SIDE = 2048;
 export interface ConceptConditioning {
   /** the conditional prompt's ids (maxLength of the tokenizer), placeholders included */
   ids: number[];
+  /** the prompt's tokens before truncation, placeholders counted as one (to report a prompt cut short) */
+  promptTokens?: number[];
   /** placeholder token id → its word embedding [hidden] */
   embeddingOverrides: ReadonlyMap<number, tf.Tensor1D>;
   /** applied to the whole UNet batch, which is [uncond, cond] with guidance and [cond] without */
@@ -176,6 +178,13 @@ export class StableDiffusionPipeline implements Pipeline {
     return this.textEncoder.encode(ids, overrides ? { embeddingOverrides: overrides } : undefined);
   }
 
+  /** What the text encoder leaves out of a prompt of these tokens (it reads maxLength − 2 between BOS and EOS). */
+  private truncation(field: PromptTruncation['field'], tokens: readonly number[]): PromptTruncation | null {
+    const limit = this.tokenizer.maxLength - 2;
+    if (tokens.length <= limit) return null;
+    return { field, tokens: tokens.length, limit, droppedText: this.tokenizer.decode(tokens.slice(limit)).trim() };
+  }
+
   async generate(req: GenerateRequest, trace: GenerateTrace = {}): Promise<GenerateResult> {
     this.assertUsable();
     const r = this.resolve(req);
@@ -198,6 +207,10 @@ export class StableDiffusionPipeline implements Pipeline {
         });
       }
       const condIds = conditioning?.ids ?? this.tokenize(req.prompt);
+      const truncated = [
+        this.truncation('prompt', conditioning?.promptTokens ?? this.tokenizer.tokenize(req.prompt)),
+        guided ? this.truncation('negativePrompt', this.tokenizer.tokenize(req.negativePrompt ?? '')) : null,
+      ].filter((t): t is PromptTruncation => t !== null);
       // both branches in one batch [uncond, cond]; the overrides touch only the placeholder ids
       const rows = guided ? [this.tokenize(req.negativePrompt ?? ''), condIds] : [condIds];
       context = this.encodePrompt(rows, conditioning?.embeddingOverrides);
@@ -222,7 +235,7 @@ export class StableDiffusionPipeline implements Pipeline {
         { width: r.width, height: r.height, channels: 3, data: floatToBytes(pixels) },
         { text: { parameters: describeParameters(req, r), Software: 'perfusion-bot' } },
       );
-      return { pixels, width: r.width, height: r.height, png, seed: r.seed };
+      return { pixels, width: r.width, height: r.height, png, seed: r.seed, truncated };
     } finally {
       if (context) context.dispose();
       if (latents) latents.dispose();

@@ -68,6 +68,19 @@ export interface GenerateResult {
   height: number;
   png: Uint8Array;
   seed: number;
+  /** the prompts the text encoder could not read whole (empty when both fit) */
+  truncated: PromptTruncation[];
+}
+
+/** A prompt longer than the text encoder reads (75 tokens for CLIP's 77 with BOS and EOS): its end was left out. */
+export interface PromptTruncation {
+  field: 'prompt' | 'negativePrompt';
+  /** tokens in the whole text */
+  tokens: number;
+  /** tokens the text encoder read */
+  limit: number;
+  /** the text that was left out, as the tokenizer spells it (lower case) */
+  droppedText: string;
 }
 
 /**

@@ -1,7 +1,7 @@
 // Messages between the bot (src/jobs/worker-pool.ts) and a GPU worker thread (gpu/worker.ts). Plain data
 // only (structured clone); byte arrays are transferred. One worker runs one job at a time and owns its
 // TensorFlow.js backend and pipeline; the bot keeps the queue, the database and every decision.
-import type { BackendName, SchedulerName } from './types.ts';
+import type { BackendName, PromptTruncation, SchedulerName } from './types.ts';
 
 /** `workerData` of a GPU worker. */
 export interface WorkerInit {
@@ -79,7 +79,11 @@ export type ToWorker =
   /** is `word` usable as a concept category (one CLIP token)? answered with `category-checked` */
   | { type: 'check-category'; requestId: number; word: string };
 
-export type GenerateOutput = { kind: 'imagine'; png: Uint8Array; width: number; height: number; seed: number; msPerStep: number };
+export type GenerateOutput = {
+  kind: 'imagine'; png: Uint8Array; width: number; height: number; seed: number; msPerStep: number;
+  /** prompts the text encoder could not read whole */
+  truncated: PromptTruncation[];
+};
 export type TeachOutput = { kind: 'teach'; artifact: Uint8Array; finalLoss: number; steps: number; msPerStep: number };
 
 /**

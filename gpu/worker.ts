@@ -96,7 +96,7 @@ async function main(): Promise<void> {
     const png = result.png;
     send({
       type: 'done', jobId,
-      output: { kind: 'imagine', png, width: result.width, height: result.height, seed: result.seed, msPerStep: (performance.now() - started) / r.steps },
+      output: { kind: 'imagine', png, width: result.width, height: result.height, seed: result.seed, msPerStep: (performance.now() - started) / r.steps, truncated: result.truncated },
     }, [png.buffer as ArrayBuffer]);
   }
 

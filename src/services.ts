@@ -122,7 +122,7 @@ export function generationSummary(g: Generation): GenerationSummary {
   return {
     id: g.id, prompt: g.prompt, negativePrompt: g.negativePrompt, seed: g.seed, steps: g.steps, guidance: g.guidance,
     scheduler: g.scheduler, width: g.width, height: g.height, concepts, parentId: g.parentId,
-    variationAmount: g.variationAmount, modelName: g.modelName, durationMs: g.durationMs,
+    variationAmount: g.variationAmount, modelName: g.modelName, durationMs: g.durationMs, notes: g.notes,
   };
 }
 

@@ -28,6 +28,7 @@ import {
   ConceptCompatibilityError, ConceptFormatError, ConceptPromptError, createPerfusionConditioner, defaultPerfusionCacheDir, parseConcept,
   UnknownConceptError,
 } from '../perfusion/index.ts';
+import { truncationNote } from '../text/truncation.ts';
 
 const BACKENDS: readonly BackendName[] = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
 
@@ -181,6 +182,7 @@ export async function imagine(argv: readonly string[], io: CliIo): Promise<numbe
     const out = resolve(options.out ?? `out/imagine-${result.seed}.png`);
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, result.png);
+    for (const t of result.truncated) io.stderr(`imagine: note: ${truncationNote(t)}\n`);
     const r = options.request;
     io.stdout(
       `wrote ${out} (${result.width}×${result.height}, seed ${result.seed}, ${r.scheduler ?? pipeline.model.defaultScheduler}, ` +

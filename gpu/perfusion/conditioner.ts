@@ -122,6 +122,7 @@ export function createPerfusionConditioner(opts: PerfusionConditionerOptions): C
       const held = superContext;
       return {
         ids: prepared.ids,
+        promptTokens: pipeline.tokenizer.tokenize(prepared.text, { extraTokens: prepared.extraTokens }),
         embeddingOverrides: overrides,
         edit,
         dispose() {

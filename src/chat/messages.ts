@@ -75,6 +75,12 @@ export interface GenerationSummary {
   variationAmount: number | null;
   modelName: string;
   durationMs: number;
+  /** what the person should know about how it was made (one note per line), e.g. a prompt cut short */
+  notes: string | null;
+}
+
+function noteLines(g: GenerationSummary): string {
+  return g.notes ? g.notes.split('\n').map((n) => `\n⚠️ ${escapeChatText(n)}`).join('') : '';
 }
 
 export function generationText(g: GenerationSummary): string {
@@ -82,7 +88,7 @@ export function generationText(g: GenerationSummary): string {
     ? ` · concepts ${g.concepts.map((c) => `<${c.name}>${c.strength === null ? '' : ` ${c.strength}`}`).join(', ')}`
     : '';
   const parent = g.parentId === null ? '' : g.variationAmount === null ? ` · re-roll of #${g.parentId}` : ` · variation of #${g.parentId} (${g.variationAmount})`;
-  return `🖼️ Image #${g.id}: “${escapeChatText(g.prompt)}” · seed ${g.seed} · ${g.steps} steps · guidance ${g.guidance}${concepts}${parent}`;
+  return `🖼️ Image #${g.id}: “${escapeChatText(g.prompt)}” · seed ${g.seed} · ${g.steps} steps · guidance ${g.guidance}${concepts}${parent}${noteLines(g)}`;
 }
 
 export function generationInfoText(g: GenerationSummary): string {
@@ -94,7 +100,7 @@ export function generationInfoText(g: GenerationSummary): string {
     g.concepts.length ? `concepts: ${g.concepts.map((c) => `<${c.name}> strength ${c.strength ?? 'default'}`).join(', ')}` : null,
     g.parentId === null ? null : g.variationAmount === null ? `re-roll of #${g.parentId}` : `variation of #${g.parentId}, amount ${g.variationAmount}`,
     `model ${g.modelName} · took ${formatDuration(g.durationMs)}`,
-  ].filter(Boolean).join('\n');
+  ].filter(Boolean).join('\n') + noteLines(g);
 }
 
 /** The buttons under a finished image: re-roll, variations, info, delete (the requester or an admin). */

@@ -1,6 +1,7 @@
 // What each kind of job reads before it runs and writes when it ends, next to its state transition.
 import sharp from 'sharp';
 import type { SchedulerName } from '../../gpu/types.ts';
+import { truncationNote } from '../../gpu/text/truncation.ts';
 import { bytes, type Db, type Job, type Tx } from '../store/prisma.ts';
 import { JobRequestError, type JobInput, type JobOutput, type WorkerModel } from './executor.ts';
 import { parseParams, strengthToBeta } from './job-params.ts';
@@ -91,6 +92,7 @@ export class JobKinds implements FinalWrites {
           parentId: p.params.parentId, variationSeed: p.params.variation?.seed ?? null, variationAmount: p.params.variation?.amount ?? null,
           modelName: model.name, modelHash: model.hash, backend: model.backend, png: bytes(output.png),
           durationMs: Math.round(output.msPerStep * p.params.steps),
+          notes: output.truncated.length ? output.truncated.map(truncationNote).join('\n') : null,
         },
       });
       return;

@@ -93,6 +93,33 @@ test('defaults: the model\'s resolution and its scheduler (PNDM for SD 1.5\'s co
   assert.deepEqual(steps, [3, 3, 3], 'PNDM evaluates 2 steps in 3 model calls');
 });
 
+test('a prompt longer than the text encoder reads is cut at 75 tokens and the result says what was left out', async () => {
+  const vocabulary = ['a', 'red', 'cat', 'sits', 'on', 'the', 'big', 'green', 'mat', 'near'];
+  const words = Array.from({ length: 80 }, (_, i) => vocabulary[i % 10]).join(' ') + ' at dawn';
+  const limit = pipe.tokenizer.maxLength - 2;
+  assert.equal(limit, 75);
+  const total = pipe.tokenizer.countTokens(words);
+  const long = await pipe.generate({ prompt: words, negativePrompt: 'blurry', steps: 2, seed: 5 });
+  assert.equal(long.truncated.length, 1);
+  const [t] = long.truncated;
+  assert.equal(t!.field, 'prompt');
+  assert.equal(t!.tokens, total);
+  assert.equal(t!.limit, 75);
+  assert.equal(t!.droppedText, pipe.tokenizer.decode(pipe.tokenizer.tokenize(words).slice(75)).trim());
+  assert.ok(total > 75 && words.endsWith(t!.droppedText) && t!.droppedText.endsWith('at dawn'), `"${t!.droppedText}" is the end of the prompt`);
+  // the image is the one of the prompt's first 75 tokens: what comes after changes nothing
+  const longer = await pipe.generate({ prompt: `${words} under a blue sky`, negativePrompt: 'blurry', steps: 2, seed: 5 });
+  assert.match(longer.truncated[0]!.droppedText, /at dawn under a blue sky$/);
+  assert.deepEqual(longer.pixels, long.pixels);
+  const short = await pipe.generate({ prompt: 'a red cat', negativePrompt: 'blurry', steps: 2, seed: 5 });
+  assert.deepEqual(short.truncated, []);
+  // a long negative prompt is reported too (it is encoded only with guidance)
+  const negative = await pipe.generate({ prompt: 'a cat', negativePrompt: words, steps: 1, seed: 5 });
+  assert.deepEqual(negative.truncated.map((x) => x.field), ['negativePrompt']);
+  const unguided = await pipe.generate({ prompt: 'a cat', negativePrompt: words, steps: 1, seed: 5, guidance: 1 });
+  assert.deepEqual(unguided.truncated, []);
+});
+
 test('an abort between steps rejects with an AbortError and leaves no tensors behind', async () => {
   const controller = new AbortController();
   const seen: number[] = [];

@@ -78,7 +78,7 @@ export class FakeExecutor implements JobExecutor {
         this.runs.delete(input.jobId);
         if (input.kind === 'imagine') {
           const png = new Uint8Array(await sharp({ create: { width: input.request.width, height: input.request.height, channels: 3, background: '#336699' } }).png().toBuffer());
-          resolve({ kind: 'imagine', png, width: input.request.width, height: input.request.height, seed: input.request.seed, msPerStep: 10 });
+          resolve({ kind: 'imagine', png, width: input.request.width, height: input.request.height, seed: input.request.seed, msPerStep: 10, truncated: [] });
         } else {
           resolve({ kind: 'teach', artifact: new Uint8Array([1, 2, 3, 4]), finalLoss: 0.5, steps: input.request.steps, msPerStep: 5 });
         }

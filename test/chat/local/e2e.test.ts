@@ -57,6 +57,20 @@ describe('local API with the real engine (sd-tiny-a, wasm)', () => {
     assert.equal(g.seed, 7);
     assert.equal(g.steps, 3);
     assert.equal(g.prompt, 'a photo of a dog');
+    assert.equal(g.notes, null);
+  });
+
+  test('a prompt longer than the model reads is drawn from its first 75 tokens, and the reply says what was left out', async () => {
+    const prompt = `${'a red dog sits on the green grass '.repeat(12)}under a blue sky`;
+    assert.ok(prompt.length <= 500);
+    const r = await imagineReq({ prompt, steps: 2, seed: 3 });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const done = await finished(r.body.jobId);
+    assert.equal(done.state, 'succeeded', done.error);
+    assert.match(done.message.text, /⚠️ The prompt is \d+ tokens long and the model reads only the first 75, so “[^”]+” was left out\./);
+    const g = (await json(`api/generations/${done.generationId}`)).body;
+    assert.match(g.notes, /^The prompt is \d+ tokens long .* was left out\.$/);
+    assert.equal(g.prompt, prompt, 'the whole prompt is kept');
   });
 
   test('the category must be one token of the model\'s vocabulary (real tokenizer)', async () => {
