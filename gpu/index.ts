@@ -12,6 +12,7 @@ export { StableDiffusionPipeline, GenerateRequestError, DEFAULT_GUIDANCE, DEFAUL
 export type { ConceptConditioner, ConceptConditionerInput, ConceptConditioning } from './pipeline.ts';
 export { BackendUnavailableError, backendInfo, gpuMemory, releaseFreeGpuMemory, type GpuMemory } from './backend.ts';
 export { ModelLoadError } from './model/errors.ts';
+export { ModelTooLargeError, WASM_MEMORY_LIMIT_BYTES } from './model/memory-fit.ts';
 export { defaultDemoModelDir, ensureDemoModel, isDemoModel } from './model/demo-model.ts';
 export { SCHEDULER_NAMES, SchedulerError } from './schedulers/index.ts';
 export { MAX_SEED } from './random.ts';

@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, releaseFreeGpuMemory } from './backend.ts';
 import { isDemoModel } from './model/demo-model.ts';
 import { openModelFolder } from './model/loader.ts';
+import { checkModelFitsBackend, float32WeightBytes } from './model/memory-fit.ts';
 import type { SchedulerConfig } from './model/configs.ts';
 import { encodePng, floatToBytes } from './png.ts';
 import { MAX_SEED, randomSeed, seededLatents } from './random.ts';
@@ -128,22 +129,36 @@ export class StableDiffusionPipeline implements Pipeline {
    * Starts the backend, opens the diffusers folder and builds the text encoder, UNet and VAE on the device.
    * Model-folder problems are ModelLoadErrors, backend problems BackendUnavailableErrors.
    */
-  static async load(modelDir: string, opts: { backend?: BackendName; conceptConditioner?: ConceptConditioner } = {}): Promise<StableDiffusionPipeline> {
+  static async load(
+    modelDir: string,
+    opts: {
+      backend?: BackendName; conceptConditioner?: ConceptConditioner;
+      /** the most memory the backend holds; default: its own limit (4 GiB on wasm, none elsewhere) */
+      memoryLimitBytes?: number | null;
+    } = {},
+  ): Promise<StableDiffusionPipeline> {
     const backend = await initBackend(opts.backend ?? 'auto');
     const folder = openModelFolder(modelDir);
     const built: Array<{ dispose(): void }> = [];
     try {
+      const demo = isDemoModel(folder.dir);
+      const name = demo ? 'built-in demo model' : folder.dir.split(/[\\/]/).filter(Boolean).pop() ?? folder.dir;
+      // before any weight is read: on wasm a model too large would fail half-way with an opaque memory error
+      checkModelFitsBackend({
+        modelName: `The model ${name}`,
+        weightBytes: float32WeightBytes([folder.weights.textEncoder, folder.weights.unet, folder.weights.vae]),
+        backend, chosenByAuto: (opts.backend ?? 'auto') === 'auto', limitBytes: opts.memoryLimitBytes,
+      });
       const textEncoder = new ClipTextEncoder(folder.textEncoderConfig, folder.weights.textEncoder);
       built.push(textEncoder);
       const unet = new UNet2DConditionModel(folder.unetConfig, folder.weights.unet);
       built.push(unet);
       const vae = new AutoencoderKL(folder.vaeConfig, folder.weights.vae);
       built.push(vae);
-      const demo = isDemoModel(folder.dir);
       const vaeScale = 2 ** (folder.vaeConfig.blockOutChannels.length - 1);
       const model: ModelInfo = {
         dir: folder.dir,
-        name: demo ? 'built-in demo model' : folder.dir.split(/[\\/]/).filter(Boolean).pop() ?? folder.dir,
+        name,
         isDemo: demo,
         hash: folder.hash,
         resolution: folder.unetConfig.sampleSize !== null ? folder.unetConfig.sampleSize * vaeScale : folder.vaeConfig.sampleSize,

@@ -23,29 +23,7 @@ import { ClipTokenizer } from '../text/tokenizer.ts';
 import type { BackendName, SchedulerName } from '../types.ts';
 import { tensorMemoryProfile } from '../webgpu/profile.ts';
 import { RandomWeights } from './random-weights.ts';
-
-/** SD 1.5's configs (stable-diffusion-v1-5, sd-engine.md §1.1), every other field at its class default. */
-const SD15 = {
-  textEncoder: {
-    vocab_size: 49408, hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12,
-    max_position_embeddings: 77, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, projection_dim: 768,
-  },
-  unet: {
-    sample_size: 64, in_channels: 4, out_channels: 4, block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2,
-    attention_head_dim: 8, cross_attention_dim: 768, norm_num_groups: 32, norm_eps: 1e-5,
-    down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
-    up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
-  },
-  vae: {
-    in_channels: 3, out_channels: 3, latent_channels: 4, block_out_channels: [128, 256, 512, 512], layers_per_block: 2,
-    norm_num_groups: 32, sample_size: 512, down_block_types: Array(4).fill('DownEncoderBlock2D'),
-    up_block_types: Array(4).fill('UpDecoderBlock2D'),
-  },
-  scheduler: {
-    _class_name: 'PNDMScheduler', num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
-    set_alpha_to_one: false, skip_prk_steps: true, steps_offset: 1, clip_sample: false,
-  },
-};
+import { SD15_CONFIGS } from '../model/sd15-configs.ts';
 
 const PROMPT = 'a photo of a teddy bear wearing sunglasses on the beach, golden hour, highly detailed';
 
@@ -192,7 +170,7 @@ export function buildRandomParts(architecture: 'sd15' | 'demo'): { parts: Pipeli
     vocab, merges, bosToken: '<|startoftext|>', eosToken: '<|endoftext|>', padToken: '<|endoftext|>', unkToken: '<|endoftext|>', maxLength: 77,
   });
   const demo = demoConfigs(vocab.size, tokenizer.bosId, tokenizer.eosId);
-  const raw = architecture === 'sd15' ? SD15 : demo;
+  const raw = architecture === 'sd15' ? SD15_CONFIGS : demo;
   const textConfig = parseClipTextConfig(raw.textEncoder);
   const unetConfig = parseUNetConfig(raw.unet);
   const vaeConfig = parseVaeConfig(raw.vae);
