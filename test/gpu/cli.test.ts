@@ -45,14 +45,19 @@ test('the command line tool writes the PNG the engine makes for the same request
   }
 });
 
-test('without --model or MODEL_DIR it says plainly that it uses the built-in demo model', async () => {
-  const io = captured({ DEMO_MODEL_DIR: join(tmp, 'demo') });
+test('npm run imagine without --model or MODEL_DIR writes a PNG with the demo model, and says so plainly', async () => {
   const out = join(tmp, 'demo.png');
-  const status = await imagine(['--prompt', 'a red car', '--backend', 'wasm', '--steps', '1', '--seed', '2', '--out', out], io);
-  assert.equal(status, 0, io.err);
-  assert.match(io.err, /No --model given and MODEL_DIR is not set, so this uses the built-in demo model \(tiny random weights/);
-  assert.match(io.err, /model: built-in demo model/);
-  assert.ok(existsSync(out));
+  const env: NodeJS.ProcessEnv = { ...process.env, DEMO_MODEL_DIR: join(tmp, 'demo') };
+  delete env.MODEL_DIR;
+  // as on a fresh clone: through npm, the backend left to auto
+  const run = spawnSync('npm', ['run', '--silent', 'imagine', '--', '--prompt', 'a red car', '--steps', '1', '--seed', '2', '--out', out],
+    { cwd: root, env, encoding: 'utf8', timeout: 120_000 });
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stderr, /No --model given and MODEL_DIR is not set, so this uses the built-in demo model \(tiny random weights/);
+  assert.match(run.stderr, /model: built-in demo model/);
+  assert.match(run.stdout, /^wrote .*demo\.png \(128×128, seed 2, pndm, 1 steps/);
+  const meta = await sharp(readFileSync(out)).metadata();
+  assert.deepEqual([meta.format, meta.width, meta.height], ['png', 128, 128]);
   assert.ok(existsSync(join(tmp, 'demo/model_index.json')));
 });
 
