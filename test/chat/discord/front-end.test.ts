@@ -213,6 +213,36 @@ describe('the Discord front end on the core, against the fake Discord', { timeou
     assert.deepEqual(stopped.components, [], 'no buttons left');
   });
 
+  test('a waiting job\'s reply shows its place in line; /cancel stops the asker\'s latest job; the Variations button draws a variation', async () => {
+    const first = imagine(ann, 'a lighthouse at dusk');
+    const firstId = jobIdOf(await replyWhen(first, (m) => buttonIds(m).some((id) => id.startsWith('cancel:')), 'the first reply'));
+    await whenRunning(firstId);
+    const second = imagine(bob, 'a windmill at dawn');
+    const waiting = await replyWhen(second, (m) => m.content.startsWith('⏳'), 'the waiting reply');
+    const secondId = jobIdOf(waiting);
+    assert.match(waiting.content, new RegExp(`^⏳ Drawing — job #${secondId} is queued, next in line`));
+
+    // the slash command, no job named: the asker's latest active job
+    const cancel = bot.fake.chatInput({ name: 'cancel', user: bob, options: [] });
+    const answer = await replyWhen(cancel, (m) => m.content !== '', 'the /cancel answer');
+    assert.equal(answer.content, `🛑 Job #${secondId} is cancelled.`);
+    assert.equal(answer.flags! & MESSAGE_FLAGS.ephemeral, MESSAGE_FLAGS.ephemeral);
+    const stopped = await replyWhen(second, (m) => m.content.startsWith('🛑'), 'the waiting reply to say it was cancelled');
+    assert.equal(stopped.content, `🛑 Job #${secondId} was cancelled.`);
+    assert.equal((await db().job.findUniqueOrThrow({ where: { id: secondId } })).state, 'cancelled');
+
+    await finish(firstId);
+    const done = await replyWhen(first, (m) => m.attachments.length === 1, 'the first image');
+    const generationId = Number(buttonIds(done)[0]!.split(':')[1]);
+    const vary = bot.fake.button({ user: ann, message: done.id, customId: `vary:${generationId}` });
+    const queued = await replyWhen(vary, (m) => buttonIds(m).some((id) => id.startsWith('cancel:')), 'the variation job');
+    await finish(jobIdOf(queued));
+    const varied = await replyWhen(vary, (m) => m.attachments.length === 1, 'the variation');
+    assert.match(varied.content, new RegExp(`“a lighthouse at dusk” · seed 42 .*variation of #${generationId} \\(0\\.25\\)`));
+    const row = await db().generation.findFirstOrThrow({ where: { parentId: generationId } });
+    assert.equal(row.variationAmount, 0.25);
+  });
+
   /** The channel message that shows a generation (its reply). */
   async function imageMessage(generationId: number) {
     const message = bot.fake.messagesIn(bot.fake.defaultChannelId).find((m) => buttonIds(m).includes(`info:${generationId}`));
