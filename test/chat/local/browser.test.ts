@@ -75,7 +75,7 @@ describe('the local chat page in Chromium', { skip }, () => {
     assert.match(text ?? '', /Image #\d+: “a photo of <hugsy> on the beach” · seed \d+ · 3 steps/);
   });
 
-  test('imagine by typing a prompt: queue position, live progress, the image, and its buttons', async () => {
+  test('imagine by typing a prompt: live progress, the image, and its buttons', async () => {
     const before = await page.locator('.msg.bot img').count();
     await send('a red apple on a table');
     const card = page.locator('.msg.bot').last();
@@ -91,6 +91,24 @@ describe('the local chat page in Chromium', { skip }, () => {
     await card.locator('button', { hasText: 'Info' }).click();
     await page.locator('.msg.bot', { hasText: 'sampler' }).waitFor({ timeout: 10_000 });
     assert.match(await page.locator('.msg.bot').last().textContent() ?? '', /prompt: a red apple on a table/);
+  });
+
+  test('a prompt sent while another draws waits in line, says so, and its Cancel button takes it out', async () => {
+    await send('a green pear');
+    // the pear is drawing (its message shows progress) before the lemon is sent
+    await page.waitForFunction(() => {
+      const last = Array.from(document.querySelectorAll('.msg.bot')).at(-1)!;
+      return last.querySelector('progress') !== null && /step \d+\/\d+/.test(last.textContent ?? '');
+    }, undefined, { timeout: 60_000 });
+    await send('a yellow lemon');
+    const waiting = page.locator('.msg.bot', { hasText: /is queued, next in line/ });
+    await waiting.first().waitFor({ timeout: 30_000 });
+    const jobId = /job #(\d+)/.exec(await waiting.first().textContent() ?? '')?.[1];
+    assert.ok(jobId, 'the waiting message names its job');
+    await waiting.first().locator('button', { hasText: 'Cancel' }).click();
+    await page.locator('.msg.bot', { hasText: new RegExp(`Job #${jobId} (is|was) cancelled`) }).first().waitFor({ timeout: 30_000 });
+    const job = await (await fetch(`${app.chat!.url}api/jobs/${jobId}`)).json() as { state: string };
+    assert.equal(job.state, 'cancelled');
   });
 
   test('a bad upload is answered in words on the page', async () => {
