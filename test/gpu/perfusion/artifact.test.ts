@@ -58,6 +58,23 @@ test('a tiny-model concept has 4·(2h + 2Σd_l) payload bytes (the sd-tiny-a lay
   assert.equal(payloadBytes(serializeConcept(makeConcept(32, layers))), 4 * (2 * 32 + 2 * sum));
 });
 
+test('the payload is laid out as documented: v, i*, then o*_K and o*_V of each layer in list order, little-endian float32', () => {
+  const layers = [{ name: 'a.attn2', outDim: 3 }, { name: 'b.attn2', outDim: 2 }];
+  const concept = makeConcept(4, layers, 7);
+  const bytes = serializeConcept(concept);
+  const headerLength = new DataView(bytes.buffer, bytes.byteOffset).getUint32(12, true);
+  const start = (16 + headerLength + 3) & ~3;
+  assert.equal(new TextDecoder().decode(bytes.subarray(0, 8)), 'PRFSNCPT');
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + headerLength))) as { layers: { name: string }[] };
+  assert.deepEqual(header.layers.map((l) => l.name), ['a.attn2', 'b.attn2']);
+  const payload = new DataView(bytes.buffer, bytes.byteOffset + start);
+  const floats = Array.from({ length: (bytes.byteLength - start) / 4 }, (_, i) => payload.getFloat32(4 * i, true));
+  const expected = [
+    ...concept.embedding, ...concept.iStar, ...concept.oK[0]!, ...concept.oV[0]!, ...concept.oK[1]!, ...concept.oV[1]!,
+  ].map((x) => Math.fround(x));
+  assert.deepEqual(floats, expected);
+});
+
 test('serialize → parse round-trips bit-exactly, including NaN payloads and -0', () => {
   const a = makeConcept(768, sd15Layers, 7);
   const bits = new Uint32Array(a.oV[3]!.buffer, a.oV[3]!.byteOffset, a.oV[3]!.length);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { StableDiffusionPipeline, type ConceptConditioner } from '../../../gpu/pipeline.ts';
 import {
-  buildPromptCorpus, ConceptCompatibilityError, ConceptPromptError, createPerfusionConditioner, modelCovariance,
+  buildPromptCorpus, ConceptCompatibilityError, corpusSizeFor, ConceptPromptError, createPerfusionConditioner, modelCovariance,
   UnknownConceptError, type Covariance,
 } from '../../../gpu/perfusion/index.ts';
 import type { ConceptArtifact, GenerateRequest } from '../../../gpu/types.ts';
@@ -42,6 +42,12 @@ before(async () => {
 after(() => {
   pipe?.dispose();
   rmSync(tmp, { recursive: true, force: true });
+});
+
+test('corpus size for C: 10,000 prompts for a full-size text encoder (SD 1.5: 768 wide), 1,000 for tiny ones', () => {
+  assert.equal(corpusSizeFor(768), 10_000);
+  assert.equal(corpusSizeFor(1024), 10_000);
+  assert.equal(corpusSizeFor(32), 1_000);
 });
 
 test('the model covariance is the BOS..first-EOS second moment of the corpus through the real text encoder, cached', async () => {
