@@ -37,6 +37,8 @@ export interface TensorInfo {
 }
 
 export class SafetensorsFile {
+  /** bytes per read call: readSync reads at most 2 GiB at once (tests lower it to exercise the loop) */
+  static readChunkBytes = 1 << 30;
   readonly metadata: Readonly<Record<string, string>>;
   private readonly tensors: Map<string, TensorInfo>;
   private fd: number | null;
@@ -86,8 +88,7 @@ export class SafetensorsFile {
     const bytes = new Uint8Array(new ArrayBuffer(length));
     let done = 0;
     while (done < length) {
-      // readSync reads at most 2 GiB per call
-      const chunk = Math.min(length - done, 1 << 30);
+      const chunk = Math.min(length - done, SafetensorsFile.readChunkBytes);
       const n = readSync(this.requireFd(), bytes, done, chunk, info.begin + done);
       if (n <= 0) throw new SafetensorsError(this.path, `unexpected end of file while reading "${name}"`);
       done += n;
