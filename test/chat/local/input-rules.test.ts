@@ -74,6 +74,9 @@ describe('local API input rules', () => {
       await expectError(teachForm({ name: 'rex', category: 'dog' }, [{ name: 'photo.png', bytes: new TextEncoder().encode('<html>login page</html>') }]), 400, /"photo.png" is not an image I can read\. Send a PNG, JPEG or WebP photo/);
       await expectError(teachForm({ name: 'rex', category: 'dog' }, [{ name: 'cat.jpg', bytes: good.slice(0, 400), type: 'image/jpeg' }]), 400, /"cat.jpg" is damaged or incomplete/);
       await expectError(teachForm({ name: 'rex', category: 'dog' }, [{ name: 'empty.png', bytes: new Uint8Array(0) }]), 400, /is empty/);
+      // decodable, but a drawing format, not a photo
+      const svg = new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg" width="200" height="200"><rect width="200" height="200" fill="red"/></svg>');
+      await expectError(teachForm({ name: 'rex', category: 'dog' }, [{ name: 'logo.png', bytes: svg }]), 400, /"logo.png" is a svg file, not a photo I can use\. Send a PNG, JPEG or WebP image/);
     });
 
     test('animated images are refused with a reason', async () => {
@@ -187,6 +190,18 @@ describe('local API input rules', () => {
       const after = await (await fetch(`${base}api/jobs/${jobId}`)).json();
       assert.deepEqual(after.result, { generationId: null, image: null, deleted: true });
       assert.equal((await fetch(`${base}api/generations/${id}/image.png`)).status, 404);
+    });
+
+    test('deleting a concept over the API: gone from the list, and prompts that mention it are told so', async () => {
+      const taught = await teachForm({ name: 'gone', category: 'dog' }, [{ name: 'a.png', bytes: good }]);
+      assert.equal(taught.status, 202);
+      await waitFor(async () => ((await (await fetch(`${base}api/jobs/${taught.body.jobId}`)).json()).state === 'succeeded' ? true : undefined), 10_000, 'gone');
+      const res = await fetch(`${base}api/concepts/gone`, { method: 'DELETE' });
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { deleted: 'gone' });
+      const names = ((await (await fetch(`${base}api/concepts`)).json()).concepts as { name: string }[]).map((c) => c.name);
+      assert.ok(!names.includes('gone') && names.includes('hugsy'), names.join(', '));
+      await expectError(post('api/imagine', { prompt: 'a photo of <gone>' }), 404, /I don't know <gone> here/);
     });
 
     test('unknown jobs, generations, concepts and routes', async () => {
