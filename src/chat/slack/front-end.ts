@@ -31,7 +31,7 @@ import { SlackUsers } from './users.ts';
 /** A core button id: `<action>:<database id>` (src/chat/buttons.ts). */
 const CORE_BUTTON = /^[a-z]+:[1-9][0-9]{0,15}$/;
 /** Every slash command but /teach, which opens the modal. */
-const TYPED_COMMAND = /^\/(?!teach$)[a-z][a-z0-9_-]*$/;
+export const TYPED_COMMAND = /^\/(?!teach$)[a-z][a-z0-9_-]*$/;
 
 export interface SlackFrontEndOptions {
   /** where the HTTP receiver listens (default: all interfaces on config.port); tests use `{ port: 0, host: '127.0.0.1' }` */

@@ -10,6 +10,8 @@ import {
 } from '../../../src/chat/slack/blocks.ts';
 import { escapeLikeSlack } from './signed-requests.ts';
 import { escapeChatText, generationButtons } from '../../../src/chat/messages.ts';
+import { commands } from '../../../commands/index.ts';
+import { TYPED_COMMAND } from '../../../src/chat/slack/front-end.ts';
 import { SLACK_EVENTS_PATH } from '../../../src/chat/slack/config.ts';
 
 type AnyBlock = Record<string, any>;
@@ -109,8 +111,12 @@ describe('Slack Block Kit builders', () => {
 describe('Slack app manifest', () => {
   const manifest = JSON.parse(readFileSync(new URL('../../../src/chat/slack/manifest.json', import.meta.url), 'utf8'));
 
-  it('registers exactly the slash commands the adapter handles, at the events path', () => {
+  it('registers the issue\'s slash commands, each one the core answers (or /teach\'s form), at the events path', () => {
     assert.deepEqual(manifest.features.slash_commands.map((c: AnyBlock) => c.command), [...SLACK_COMMANDS]);
+    const known = new Set(commands.map((c) => `/${c.description.name}`));
+    for (const c of SLACK_COMMANDS) assert.ok(known.has(c), `${c} is a command of the core`);
+    // the typed-command listener takes every command but /teach, which opens the form instead
+    for (const c of SLACK_COMMANDS) assert.equal(TYPED_COMMAND.test(c), c !== '/teach', c);
     for (const c of manifest.features.slash_commands) {
       assert.ok(c.url.endsWith(SLACK_EVENTS_PATH));
       assert.ok(c.description.length <= 100);
