@@ -572,11 +572,34 @@ export async function teachConcept(pipeline: StableDiffusionPipeline, req: Teach
       nextMean = Float32Array.from(await mean.data());
       mean.dispose();
     }
+    /** Writes a checkpoint after `done` steps; `iStar` is i* as it was when step `done` began. */
+    let checkpointed = startStep;
+    const checkpointAfter = async (done: number, iStar: Float64Array) => {
+      const moments = await optimizer.state();
+      const trained = await edit.state();
+      const checkpoint: TrainingCheckpoint = {
+        ...identity, step: done, batchSize, gradientAccumulation: accumulation, losses: losses.slice(0, done), hidden,
+        layers: layers.map((l) => ({ name: l.name, outDim: l.outDim })), iStar,
+        embedding: Float32Array.from(await embedding.data()), oK: trained.oK, oV: trained.oV,
+        optimizerStep: moments.step, firstMoments: moments.firstMoments, secondMoments: moments.secondMoments,
+      };
+      await req.onCheckpoint!(serializeCheckpoint(checkpoint), done);
+      checkpointed = done;
+    };
+
     for (let step = startStep; step < p.steps; step++) {
-      signal?.throwIfAborted();
-      const d = next!;
-      edit.updateIStar(nextMean!);
-      const result = await withMemoryRetry(step, d);
+      const iStarBefore = edit.iStarExact;
+      let result: Awaited<ReturnType<typeof withMemoryRetry>>;
+      try {
+        signal?.throwIfAborted();
+        edit.updateIStar(nextMean!);
+        result = await withMemoryRetry(step, next!);
+      } catch (err) {
+        // stopped between or inside a step (a restart, a cancel): keep what the finished steps learnt, so the
+        // next run resumes here rather than at the last periodic checkpoint; the unfinished step is redone
+        if (signal?.aborted && req.onCheckpoint && step > checkpointed) await checkpointAfter(step, iStarBefore);
+        throw err;
+      }
       optimizer.apply(result.grads);
       tf.dispose(result.grads);
       next = step + 1 < p.steps ? draw(step + 1) : null;
@@ -598,17 +621,7 @@ export async function teachConcept(pipeline: StableDiffusionPipeline, req: Teach
         ...(notice ? { notice } : {}),
       });
       notice = undefined;
-      if (req.onCheckpoint && done % p.checkpointEvery === 0 && done < p.steps) {
-        const moments = await optimizer.state();
-        const trained = await edit.state();
-        const checkpoint: TrainingCheckpoint = {
-          ...identity, step: done, batchSize, gradientAccumulation: accumulation, losses: [...losses], hidden,
-          layers: layers.map((l) => ({ name: l.name, outDim: l.outDim })), iStar: edit.iStarExact,
-          embedding: Float32Array.from(await embedding.data()), oK: trained.oK, oV: trained.oV,
-          optimizerStep: moments.step, firstMoments: moments.firstMoments, secondMoments: moments.secondMoments,
-        };
-        await req.onCheckpoint(serializeCheckpoint(checkpoint), done);
-      }
+      if (req.onCheckpoint && done % p.checkpointEvery === 0 && done < p.steps) await checkpointAfter(done, edit.iStarExact);
     }
 
     const trained = await edit.state();

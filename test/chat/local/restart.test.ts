@@ -94,6 +94,8 @@ describe('restarts', () => {
       const row = await db.job.findUniqueOrThrow({ where: { id: taught.jobId } });
       assert.equal(row.state, 'queued');
       assert.equal(row.attempts, 0, 'a clean shutdown does not use up an attempt');
+      // no periodic checkpoint was due (every 25 steps): the one it has was written as it stopped
+      assert.ok(row.checkpoint && row.checkpointStep !== null && row.checkpointStep >= 3, `checkpoint at step ${row.checkpointStep}`);
     } finally {
       await db.$disconnect();
     }

@@ -199,6 +199,30 @@ test('abort mid-training: the signal\'s AbortError, nothing left on the device',
   assert.equal(tf.memory().numTensors, before);
 });
 
+test('a stop leaves a checkpoint of the finished steps (between steps or inside one) that resumes to the uninterrupted run\'s bytes', async () => {
+  const { result } = await referenceRun();
+  // between steps: stopped as step 3 is reported, no periodic checkpoint due (every 25 by default)
+  const between = new AbortController();
+  const left = new Map<number, Uint8Array>();
+  await assert.rejects(teachConcept(pipe, {
+    ...base, signal: between.signal, onProgress: (p) => { if (p.step === 3) between.abort(); }, onCheckpoint: (state, step) => { left.set(step, state); },
+  }), (err: unknown) => (err as Error).name === 'AbortError');
+  assert.deepEqual([...left.keys()], [3]);
+  // inside a step: stopped while the first micro-batch of step 2 runs (steps 0 and 1 are done), seen before the second
+  const inside = new AbortController();
+  await assert.rejects(teachConcept(pipe, { ...base, signal: inside.signal, onCheckpoint: (state, step) => { left.set(step, state); } }, {
+    beforeMicroBatch: ({ step, microBatch }) => { if (step === 2 && microBatch === 0) inside.abort(); },
+  }), (err: unknown) => (err as Error).name === 'AbortError');
+  assert.deepEqual([...left.keys()].sort(), [2, 3]);
+  for (const [step, state] of left) {
+    assert.equal(parseCheckpoint(state).step, step);
+    const progress: number[] = [];
+    const resumed = await teachConcept(pipe, { ...base, resumeFrom: state, onProgress: (p) => progress.push(p.step) });
+    assert.deepEqual(progress, Array.from({ length: 4 - step }, (_, i) => step + 1 + i), 'only the unfinished steps run');
+    assert.ok(Buffer.from(resumed.bytes).equals(Buffer.from(result.bytes)), `resumed from step ${step}: identical to the run that was not interrupted`);
+  }
+});
+
 test('out of memory: the step is retried with half the batch and twice the accumulation, said in progress', async () => {
   const req: Partial<TeachRequest> = { steps: 3, batchSize: 2, gradientAccumulation: 1, seed: 21 };
   const plain = await run(req);
