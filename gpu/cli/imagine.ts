@@ -16,7 +16,7 @@
 // Progress goes to stderr, the result line to stdout. Exit status: 0 done, 1 failed, 2 bad usage, 130 interrupted.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { ProgressBar, runFromShell, seconds, UsageError, type CliIo } from './io.ts';
 import { parseArgs } from 'node:util';
 import { releaseWebGPU } from '../backend.ts';
 import {
@@ -36,7 +36,6 @@ const USAGE = `usage: npm run imagine -- --prompt "a photo of a dog" [--negative
          [--guidance G] [--scheduler ${SCHEDULER_NAMES.join('|')}] [--seed N] [--size WxH]
          [--backend ${BACKENDS.join('|')}] [--out FILE.png] [--concept FILE.concept ...] [--strength B]`;
 
-class UsageError extends Error {}
 
 export interface ImagineOptions {
   request: GenerateRequest & { seed: number | undefined };
@@ -118,15 +117,6 @@ export function parseImagineArgs(argv: readonly string[]): ImagineOptions {
   };
 }
 
-export interface CliIo {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  env: Readonly<Record<string, string | undefined>>;
-  /** whether stderr is a terminal (then the progress bar redraws one line) */
-  interactive: boolean;
-  signal?: AbortSignal;
-}
-
 /** Runs the tool; returns the exit status. */
 export async function imagine(argv: readonly string[], io: CliIo): Promise<number> {
   let options: ImagineOptions;
@@ -177,7 +167,7 @@ export async function imagine(argv: readonly string[], io: CliIo): Promise<numbe
     io.stderr(`model: ${pipeline.model.name} (${pipeline.model.dir}), backend: ${pipeline.backend}, loaded in ${seconds(started)}\n`);
     const progress = new ProgressBar(io);
     const genStart = performance.now();
-    const result = await pipeline.generate({ ...options.request, ...(concepts.length ? { concepts } : {}), signal: io.signal, onStep: (step, total) => progress.update(step, total) });
+    const result = await pipeline.generate({ ...options.request, ...(concepts.length ? { concepts } : {}), signal: io.signal, onStep: (step, total) => progress.update(step, total, seconds(genStart)) });
     progress.done();
     const out = resolve(options.out ?? `out/imagine-${result.seed}.png`);
     mkdirSync(dirname(out), { recursive: true });
@@ -217,46 +207,4 @@ function fail(io: CliIo, err: unknown): number {
   return 1;
 }
 
-function seconds(since: number): string {
-  return `${((performance.now() - since) / 1000).toFixed(1)} s`;
-}
-
-/** `[##########..........] 12/50 steps, 3.1 s` on one redrawn line (a line per tenth when not a terminal). */
-class ProgressBar {
-  private readonly start = performance.now();
-  private lastTenth = -1;
-
-  constructor(private readonly io: CliIo) {}
-
-  update(step: number, total: number): void {
-    const width = 30;
-    const filled = Math.round((step / total) * width);
-    const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${step}/${total} steps, ${seconds(this.start)}`;
-    if (this.io.interactive) {
-      this.io.stderr(`\r${line}`);
-      return;
-    }
-    const tenth = Math.floor((step / total) * 10);
-    if (tenth !== this.lastTenth) {
-      this.lastTenth = tenth;
-      this.io.stderr(`${line}\n`);
-    }
-  }
-
-  done(): void {
-    if (this.io.interactive) this.io.stderr('\n');
-  }
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  const controller = new AbortController();
-  process.once('SIGINT', () => controller.abort());
-  const status = await imagine(process.argv.slice(2), {
-    stdout: (t) => process.stdout.write(t),
-    stderr: (t) => process.stderr.write(t),
-    env: process.env,
-    interactive: process.stderr.isTTY === true,
-    signal: controller.signal,
-  });
-  process.exitCode = status;
-}
+await runFromShell(import.meta.url, imagine);

@@ -19,7 +19,7 @@
 // Exit status: 0 done, 1 failed, 2 bad usage, 130 interrupted.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { ProgressBar, runFromShell, seconds, UsageError, type CliIo } from './io.ts';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { releaseWebGPU } from '../backend.ts';
@@ -28,7 +28,7 @@ import {
 } from '../index.ts';
 import { CovarianceError } from '../perfusion/covariance.ts';
 import { defaultPerfusionCacheDir } from '../perfusion/conditioner.ts';
-import { ConceptError, MAX_TEACH_IMAGES, MAX_TEACH_STEPS, teachConcept, type TeachImage, type TeachProgress } from '../perfusion/teach.ts';
+import { ConceptError, MAX_TEACH_IMAGES, MAX_TEACH_STEPS, teachConcept, type TeachImage } from '../perfusion/teach.ts';
 
 const BACKENDS: readonly BackendName[] = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
@@ -37,7 +37,6 @@ const USAGE = `usage: npm run teach -- --name NAME --category WORD --images DIR 
          [--batch N] [--accumulation N] [--seed N] [--no-flip] [--checkpoint FILE] [--model DIR]
          [--backend ${BACKENDS.join('|')}]`;
 
-class UsageError extends Error {}
 
 /** A picture that could not be decoded; the message names the file. */
 export class ImageReadError extends Error {
@@ -152,15 +151,6 @@ export function listImageFiles(dir: string): { files: string[]; skipped: string[
   return { files, skipped };
 }
 
-export interface CliIo {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  env: Readonly<Record<string, string | undefined>>;
-  /** whether stderr is a terminal (then the progress bar redraws one line) */
-  interactive: boolean;
-  signal?: AbortSignal;
-}
-
 /** Runs the tool; returns the exit status. */
 export async function teach(argv: readonly string[], io: CliIo): Promise<number> {
   let options: TeachOptions;
@@ -199,7 +189,10 @@ export async function teach(argv: readonly string[], io: CliIo): Promise<number>
       name: options.name, category: options.category, images, steps: options.steps, batchSize: options.batchSize,
       gradientAccumulation: options.gradientAccumulation, seed: options.seed, flip: options.flip,
       cacheDir: defaultPerfusionCacheDir(io.env), signal: io.signal, resumeFrom,
-      onProgress: (p) => progress.update(p),
+      onProgress: (p) => {
+        if (p.notice) progress.note(p.notice);
+        progress.update(p.step, p.total, `loss ${p.loss.toFixed(4)}, ${duration(p.etaMs)} left`);
+      },
       ...(checkpoint ? { onCheckpoint: (state: Uint8Array) => writeAtomically(checkpoint, state) } : {}),
     });
     progress.done();
@@ -244,52 +237,9 @@ function fail(io: CliIo, err: unknown): number {
   return 1;
 }
 
-function seconds(since: number): string {
-  return `${((performance.now() - since) / 1000).toFixed(1)} s`;
-}
-
 function duration(ms: number): string {
   const s = Math.round(ms / 1000);
   return s >= 60 ? `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s` : `${s}s`;
 }
 
-/** `[#####.........] 120/400 steps, loss 0.1234, 2m 03s left` on one redrawn line (a line per tenth when not a terminal). */
-class ProgressBar {
-  private lastTenth = -1;
-  private drawn = false;
-
-  constructor(private readonly io: CliIo) {}
-
-  update(p: TeachProgress): void {
-    if (p.notice) this.io.stderr(`${this.drawn && this.io.interactive ? '\n' : ''}note: ${p.notice}\n`);
-    const width = 30;
-    const filled = Math.round((p.step / p.total) * width);
-    const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.step}/${p.total} steps, loss ${p.loss.toFixed(4)}, ${duration(p.etaMs)} left`;
-    if (this.io.interactive) {
-      this.io.stderr(`\r${line}`);
-      this.drawn = true;
-      return;
-    }
-    const tenth = Math.floor((p.step / p.total) * 10);
-    if (tenth !== this.lastTenth) {
-      this.lastTenth = tenth;
-      this.io.stderr(`${line}\n`);
-    }
-  }
-
-  done(): void {
-    if (this.io.interactive && this.drawn) this.io.stderr('\n');
-  }
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  const controller = new AbortController();
-  process.once('SIGINT', () => controller.abort());
-  process.exitCode = await teach(process.argv.slice(2), {
-    stdout: (t) => process.stdout.write(t),
-    stderr: (t) => process.stderr.write(t),
-    env: process.env,
-    interactive: process.stderr.isTTY === true,
-    signal: controller.signal,
-  });
-}
+await runFromShell(import.meta.url, teach);

@@ -5,7 +5,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { imagine, type CliIo } from '../../gpu/cli/imagine.ts';
+import { imagine } from '../../gpu/cli/imagine.ts';
+import type { CliIo } from '../../gpu/cli/io.ts';
 import { loadPipeline } from '../../gpu/index.ts';
 import { fixtureModelDir } from './sd-tiny-reference.ts';
 
